@@ -1,0 +1,453 @@
+"""``LSTM`` and ``LSTMCell`` with the semantics of PyTorch's ``torch.nn.LSTM`` / ``LSTMCell``,
+running on the Rust engine (or another backend for inference), with gradients.
+
+Parameters are numpy arrays named and shaped exactly as PyTorch names them (gate order i, f, g,
+o), so a PyTorch ``state_dict`` converted to numpy loads as is. The engine reads the live
+arrays in place (no per-call repacking); optimisers may update them in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pylstm import _checks, _core
+from pylstm.errors import BackendError, LstmValueError, ShapeError, TapeError
+
+__all__ = ["LSTM", "LSTMCell", "ModuleTape"]
+
+_DEFAULT_ACTS = [("Sigmoid", None, None), ("Tanh", None, None), ("Tanh", None, None)]
+
+
+@dataclass
+class ModuleTape:
+    """What ``forward(..., requires_grad=True)`` saved for ``backward``."""
+
+    core: Any
+    owner: int
+    layers: list
+    x_shape: tuple[int, ...]
+    steps: int
+    out_steps: int
+    batch: int
+    unbatched: bool
+    batch_first: bool
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the tape."""
+        return int(self.core.nbytes)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    """Arrays from numpy or from framework tensors (``.detach().cpu().numpy()``)."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+class _ParamModule:
+    """Parameter storage, gradients, state dicts and the train/eval switch."""
+
+    parameters: dict[str, np.ndarray]
+    grads: dict[str, np.ndarray]
+
+    def __init__(self, dtype: Any, seed: int | None) -> None:
+        dt = np.dtype(dtype)
+        if dt not in _checks.FLOAT_DTYPES:
+            raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+        self.dtype = dt
+        self.training = True
+        self.backend: str | None = None
+        self._rng = np.random.default_rng(seed)
+        self._params_version = 0
+        self.parameters = {}
+        self.grads = {}
+
+    def _init_params(self, shapes: Mapping[str, tuple[int, ...]], hidden: int) -> None:
+        bound = 1.0 / np.sqrt(hidden)
+        for name, shape in shapes.items():
+            self.parameters[name] = self._rng.uniform(-bound, bound, shape).astype(self.dtype)
+        self.zero_grad()
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        """``(name, array)`` pairs in PyTorch's order."""
+        yield from self.parameters.items()
+
+    def zero_grad(self) -> None:
+        """Set every accumulated gradient to zero."""
+        self.grads = {k: np.zeros_like(v) for k, v in self.parameters.items()}
+
+    def train(self, mode: bool = True) -> _ParamModule:
+        """Training mode: inter-layer dropout active."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> _ParamModule:
+        """Inference mode: dropout off."""
+        return self.train(False)
+
+    def mark_updated(self) -> None:
+        """Tell cached backends (e.g. onnxruntime sessions) the parameters changed in place."""
+        self._params_version += 1
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters, keyed by PyTorch's names."""
+        return {k: v.copy() for k, v in self.parameters.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        """Load parameters (numpy arrays, or tensors); wrong names or shapes raise an error
+        listing every problem."""
+        missing = [k for k in self.parameters if k not in state]
+        unexpected = [k for k in state if k not in self.parameters]
+        wrong = []
+        arrays = {}
+        for k, v in state.items():
+            if k in self.parameters:
+                arr = _to_numpy(v)
+                if arr.shape != self.parameters[k].shape:
+                    wrong.append(f"{k}: expected {list(self.parameters[k].shape)}, "
+                                 f"got {list(arr.shape)}")
+                arrays[k] = arr
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys: {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {unexpected}")
+        if wrong:
+            problems.append(f"shape mismatches: {wrong}")
+        if problems:
+            raise ShapeError(f"state_dict: {'; '.join(problems)}")
+        for k, arr in arrays.items():
+            self.parameters[k] = np.ascontiguousarray(arr, dtype=self.dtype).copy()
+        self.zero_grad()
+        self.mark_updated()
+
+    def _accumulate(self, name: str, grad: np.ndarray) -> None:
+        self.grads[name] += grad
+
+    def _backend(self, backend: str | None):
+        from pylstm.backends import get_backend
+
+        return get_backend(backend if backend is not None else self.backend)
+
+
+class LSTM(_ParamModule):
+    """A multi-layer LSTM with PyTorch's ``nn.LSTM`` semantics.
+
+    ``y, (h_n, c_n) = m(x, hx=None, lengths=None)``; ``x`` is ``[T, B, input_size]``
+    (``[B, T, input_size]`` with ``batch_first``) or unbatched ``[T, input_size]``. ``lengths``
+    gives what ``pack_padded_sequence(..., enforce_sorted=False)`` followed by
+    ``pad_packed_sequence`` give: ``y`` has ``max(lengths)`` steps, zero past each length, and
+    ``h_n``/``c_n`` hold each sequence's last valid step, in the caller's batch order.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 proj_size: int = 0, dtype: Any = np.float32, seed: int | None = None) -> None:
+        super().__init__(dtype, seed)
+        self.input_size = _checks.positive_int("input_size", input_size)
+        self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
+        self.num_layers = _checks.positive_int("num_layers", num_layers)
+        self.proj_size = _checks.positive_int("proj_size", proj_size, allow_zero=True)
+        if self.proj_size >= self.hidden_size:
+            raise LstmValueError(f"proj_size: expected 0 <= proj_size < hidden_size "
+                                 f"({hidden_size}), got {proj_size}")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout <= 1.0):
+            raise LstmValueError(f"dropout: expected a number in [0, 1], got {dropout!r}")
+        self.dropout = float(dropout)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        self._init_params(self._shapes(), self.hidden_size)
+
+    def _out_size(self) -> int:
+        return self.proj_size or self.hidden_size
+
+    def _shapes(self) -> dict[str, tuple[int, ...]]:
+        h, p = self.hidden_size, self._out_size()
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(self.num_layers):
+            inp = self.input_size if layer == 0 else p * self.num_directions
+            for d in range(self.num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                shapes["weight_ih" + sfx] = (4 * h, inp)
+                shapes["weight_hh" + sfx] = (4 * h, p)
+                if self.bias:
+                    shapes["bias_ih" + sfx] = (4 * h,)
+                    shapes["bias_hh" + sfx] = (4 * h,)
+                if self.proj_size:
+                    shapes["weight_hr" + sfx] = (p, h)
+        return shapes
+
+    def __repr__(self) -> str:
+        extra = "".join([f", num_layers={self.num_layers}" if self.num_layers > 1 else "",
+                         ", batch_first=True" if self.batch_first else "",
+                         f", dropout={self.dropout}" if self.dropout else "",
+                         ", bidirectional=True" if self.bidirectional else "",
+                         f", proj_size={self.proj_size}" if self.proj_size else "",
+                         ", bias=False" if not self.bias else ""])
+        return f"LSTM({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
+
+    def _core_layers(self) -> list:
+        layers = []
+        for layer in range(self.num_layers):
+            dirs = []
+            for d in range(self.num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                p = self.parameters
+                bias = p["bias_ih" + sfx] + p["bias_hh" + sfx] if self.bias else None
+                proj = p["weight_hr" + sfx] if self.proj_size else None
+                dirs.append((p["weight_ih" + sfx], p["weight_hh" + sfx], bias, None, proj))
+            layers.append(dirs)
+        return layers
+
+    def _prepare(self, x: Any, hx: Any, lengths: Any) -> dict[str, Any]:
+        _checks.float_dtype("x", x)
+        x = _checks.array("x", x, self.dtype)
+        unbatched = x.ndim == 2
+        if x.ndim not in (2, 3):
+            raise ShapeError(f"x: expected 3 dimensions [{'batch, seq' if self.batch_first else 'seq, batch'}"
+                             f", input_size] or 2 [seq, input_size], got shape {list(x.shape)}")
+        if x.shape[-1] != self.input_size:
+            raise ShapeError(f"x: expected input_size {self.input_size} in the last dimension, "
+                             f"got shape {list(x.shape)}")
+        xt = x[:, None, :] if unbatched else (x.transpose(1, 0, 2) if self.batch_first else x)
+        xt = np.ascontiguousarray(xt)
+        steps, batch = xt.shape[0], xt.shape[1]
+        if steps == 0 or batch == 0:
+            raise ShapeError(f"x: expected at least one time step and one sequence, got shape "
+                             f"{list(x.shape)}")
+        nld = self.num_layers * self.num_directions
+        h0 = c0 = None
+        if hx is not None:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("hx: expected a tuple (h_0, c_0)")
+            shape_h = (nld, self._out_size()) if unbatched else (nld, batch, self._out_size())
+            shape_c = (nld, self.hidden_size) if unbatched else (nld, batch, self.hidden_size)
+            h0 = _checks.array("h_0", _to_numpy(hx[0]), self.dtype, shape_h)
+            c0 = _checks.array("c_0", _to_numpy(hx[1]), self.dtype, shape_c)
+            if unbatched:
+                h0, c0 = np.ascontiguousarray(h0[:, None]), np.ascontiguousarray(c0[:, None])
+        lens = None
+        if lengths is not None:
+            if unbatched:
+                raise ShapeError("lengths: not supported with unbatched (2-D) input")
+            lens = _checks.lengths("lengths", _to_numpy(lengths), batch, steps)
+        return dict(x=xt, h0=h0, c0=c0, lens=lens, steps=steps, batch=batch,
+                    unbatched=unbatched, x_shape=x.shape)
+
+    def _masks(self, steps: int, batch: int) -> list | None:
+        if not (self.training and self.dropout > 0 and self.num_layers > 1):
+            return None
+        keep = 1.0 - self.dropout
+        shape = (steps, batch, self.num_directions * self._out_size())
+        if keep == 0.0:
+            return [np.zeros(shape, self.dtype) for _ in range(self.num_layers - 1)]
+        return [((self._rng.random(shape) < keep) / keep).astype(self.dtype)
+                for _ in range(self.num_layers - 1)]
+
+    def _finish(self, y: np.ndarray, hn: np.ndarray, cn: np.ndarray, prep: dict[str, Any]):
+        out_steps = max(prep["lens"]) if prep["lens"] is not None else prep["steps"]
+        y = y[:out_steps]
+        if prep["unbatched"]:
+            return np.ascontiguousarray(y[:, 0]), (np.ascontiguousarray(hn[:, 0]),
+                                                   np.ascontiguousarray(cn[:, 0])), out_steps
+        if self.batch_first:
+            y = y.transpose(1, 0, 2)
+        return np.ascontiguousarray(y), (hn, cn), out_steps
+
+    def __call__(self, x: Any, hx: Any = None, lengths: Any = None):
+        """Inference: ``y, (h_n, c_n)``."""
+        y, state, _ = self._forward(x, hx, lengths, requires_grad=False)
+        return y, state
+
+    def forward(self, x: Any, hx: Any = None, lengths: Any = None, requires_grad: bool = False,
+                backend: str | None = None):
+        """``y, (h_n, c_n)``, plus the tape for :meth:`backward` when ``requires_grad``."""
+        y, state, tape = self._forward(x, hx, lengths, requires_grad, backend)
+        return (y, state, tape) if requires_grad else (y, state)
+
+    def _forward(self, x, hx, lengths, requires_grad, backend=None):
+        impl = self._backend(backend)
+        if impl.name != "rust":
+            if requires_grad:
+                raise BackendError(f"backend {impl.name!r} cannot compute gradients; use the "
+                                   "'rust' backend for training")
+            y, state = impl.run_module(self, x, hx, lengths)
+            return y, state, None
+        prep = self._prepare(x, hx, lengths)
+        layers = self._core_layers()
+        y, hn, cn, core_tape = _core.network_forward(
+            prep["x"], layers, hidden_size=self.hidden_size, proj_size=self.proj_size,
+            order="torch", reverse=[False, True][:self.num_directions],
+            activations=[_DEFAULT_ACTS] * self.num_directions, h0=prep["h0"], c0=prep["c0"],
+            lengths=prep["lens"], masks=self._masks(prep["steps"], prep["batch"]),
+            keep_tape=requires_grad)
+        y, state, out_steps = self._finish(y, hn, cn, prep)
+        tape = None
+        if requires_grad:
+            tape = ModuleTape(core=core_tape, owner=id(self), layers=layers,
+                              x_shape=prep["x_shape"], steps=prep["steps"], out_steps=out_steps,
+                              batch=prep["batch"], unbatched=prep["unbatched"],
+                              batch_first=self.batch_first)
+        return y, state, tape
+
+    def backward(self, tape: ModuleTape, dy: Any = None, dh_n: Any = None, dc_n: Any = None):
+        """Back-propagate; accumulate parameter gradients into ``grads``; return
+        ``dx, (dh_0, dc_0)`` shaped like ``x`` and the initial states."""
+        if not isinstance(tape, ModuleTape) or tape.owner != id(self):
+            raise TapeError("tape: expected a tape made by this module's forward(..., "
+                            "requires_grad=True)")
+        t, b, nd, p, h = tape.steps, tape.batch, self.num_directions, self._out_size(), \
+            self.hidden_size
+        nld = self.num_layers * nd
+        dyc = None
+        if dy is not None:
+            if tape.unbatched:
+                arr = _checks.array("dy", _to_numpy(dy), self.dtype, (tape.out_steps, nd * p))
+                arr = arr[:, None]
+            elif self.batch_first:
+                arr = _checks.array("dy", _to_numpy(dy), self.dtype, (b, tape.out_steps, nd * p))
+                arr = arr.transpose(1, 0, 2)
+            else:
+                arr = _checks.array("dy", _to_numpy(dy), self.dtype, (tape.out_steps, b, nd * p))
+            dyc = np.zeros((t, b, nd * p), self.dtype)
+            dyc[:tape.out_steps] = arr
+        states = []
+        for name, val, size in (("dh_n", dh_n, p), ("dc_n", dc_n, h)):
+            if val is None:
+                states.append(None)
+                continue
+            shape = (nld, size) if tape.unbatched else (nld, b, size)
+            arr = _checks.array(name, _to_numpy(val), self.dtype, shape)
+            states.append(np.ascontiguousarray(arr[:, None]) if tape.unbatched else arr)
+        dx, dh0, dc0, grads = _core.network_backward(tape.core, tape.layers, dyc, states[0],
+                                                     states[1])
+        for layer, dirs in enumerate(grads):
+            for d, g in enumerate(dirs):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                self._accumulate("weight_ih" + sfx, g["W"])
+                self._accumulate("weight_hh" + sfx, g["R"])
+                if self.bias:
+                    self._accumulate("bias_ih" + sfx, g["B"])
+                    self._accumulate("bias_hh" + sfx, g["B"])
+                if self.proj_size:
+                    self._accumulate("weight_hr" + sfx, g["weight_hr"])
+        if tape.unbatched:
+            return np.ascontiguousarray(dx[:, 0]), (np.ascontiguousarray(dh0[:, 0]),
+                                                    np.ascontiguousarray(dc0[:, 0]))
+        if self.batch_first:
+            dx = np.ascontiguousarray(dx.transpose(1, 0, 2))
+        return dx, (dh0, dc0)
+
+    def to_onnx(self, path: str | None = None, opset: int | None = None):
+        """Export to ONNX (see :func:`pylstm.interop.onnx_export.export_lstm`)."""
+        from pylstm.interop.onnx_export import export_lstm
+
+        return export_lstm(self, path=path, opset=opset)
+
+    @classmethod
+    def from_onnx(cls, path_or_model: Any) -> LSTM:
+        """Build a module from an ONNX graph's LSTM nodes (see
+        :func:`pylstm.interop.onnx_import.import_lstm`)."""
+        from pylstm.interop.onnx_import import import_lstm
+
+        return import_lstm(path_or_model)
+
+
+class LSTMCell(_ParamModule):
+    """One LSTM step with PyTorch's ``nn.LSTMCell`` semantics: ``h, c = cell(x, (h, c))``."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 dtype: Any = np.float32, seed: int | None = None) -> None:
+        super().__init__(dtype, seed)
+        self.input_size = _checks.positive_int("input_size", input_size)
+        self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
+        self.bias = bool(bias)
+        h = self.hidden_size
+        shapes: dict[str, tuple[int, ...]] = {"weight_ih": (4 * h, self.input_size),
+                                              "weight_hh": (4 * h, h)}
+        if self.bias:
+            shapes.update(bias_ih=(4 * h,), bias_hh=(4 * h,))
+        self._init_params(shapes, h)
+
+    def __repr__(self) -> str:
+        return f"LSTMCell({self.input_size}, {self.hidden_size}, dtype={self.dtype.name})"
+
+    def _core_layers(self) -> list:
+        p = self.parameters
+        bias = p["bias_ih"] + p["bias_hh"] if self.bias else None
+        return [[(p["weight_ih"], p["weight_hh"], bias, None, None)]]
+
+    def __call__(self, x: Any, hx: Sequence[Any] | None = None):
+        """Inference: ``(h, c)``."""
+        return self.forward(x, hx)
+
+    def forward(self, x: Any, hx: Sequence[Any] | None = None, requires_grad: bool = False,
+                backend: str | None = None):
+        """``(h, c)``, or ``((h, c), tape)`` when ``requires_grad``."""
+        impl = self._backend(backend)
+        if impl.name != "rust":
+            if requires_grad:
+                raise BackendError(f"backend {impl.name!r} cannot compute gradients; use the "
+                                   "'rust' backend for training")
+            return impl.run_module(self, x, hx, None)[1]
+        _checks.float_dtype("x", x)
+        x = _checks.array("x", x, self.dtype)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
+            raise ShapeError(f"x: expected shape [batch, {self.input_size}] or "
+                             f"[{self.input_size}], got {list(x.shape)}")
+        unbatched = x.ndim == 1
+        xb = x[None] if unbatched else x
+        batch = xb.shape[0]
+        if batch == 0:
+            raise ShapeError("x: expected a batch of at least one row, got 0")
+        h0 = c0 = None
+        if hx is not None:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("hx: expected a tuple (h, c)")
+            shape = (self.hidden_size,) if unbatched else (batch, self.hidden_size)
+            h0 = _checks.array("h", _to_numpy(hx[0]), self.dtype, shape).reshape(1, batch, -1)
+            c0 = _checks.array("c", _to_numpy(hx[1]), self.dtype, shape).reshape(1, batch, -1)
+        layers = self._core_layers()
+        _, hn, cn, core_tape = _core.network_forward(
+            np.ascontiguousarray(xb[None]), layers, hidden_size=self.hidden_size, proj_size=0,
+            order="torch", reverse=[False], activations=[_DEFAULT_ACTS],
+            h0=None if h0 is None else np.ascontiguousarray(h0),
+            c0=None if c0 is None else np.ascontiguousarray(c0), keep_tape=requires_grad)
+        h, c = hn[0], cn[0]
+        if unbatched:
+            h, c = h[0], c[0]
+        if not requires_grad:
+            return h, c
+        tape = ModuleTape(core=core_tape, owner=id(self), layers=layers, x_shape=x.shape, steps=1,
+                          out_steps=1, batch=batch, unbatched=unbatched, batch_first=False)
+        return (h, c), tape
+
+    def backward(self, tape: ModuleTape, dh: Any = None, dc: Any = None):
+        """Back-propagate one step; accumulate into ``grads``; return ``dx, (dh_prev, dc_prev)``."""
+        if not isinstance(tape, ModuleTape) or tape.owner != id(self):
+            raise TapeError("tape: expected a tape made by this cell's forward(..., "
+                            "requires_grad=True)")
+        shape = (self.hidden_size,) if tape.unbatched else (tape.batch, self.hidden_size)
+        states = []
+        for name, val in (("dh", dh), ("dc", dc)):
+            states.append(None if val is None else np.ascontiguousarray(
+                _checks.array(name, _to_numpy(val), self.dtype, shape).reshape(1, tape.batch, -1)))
+        dx, dh0, dc0, grads = _core.network_backward(tape.core, tape.layers, None, states[0],
+                                                     states[1])
+        g = grads[0][0]
+        self._accumulate("weight_ih", g["W"])
+        self._accumulate("weight_hh", g["R"])
+        if self.bias:
+            self._accumulate("bias_ih", g["B"])
+            self._accumulate("bias_hh", g["B"])
+        dx, dh0, dc0 = dx[0], dh0[0], dc0[0]
+        if tape.unbatched:
+            dx, dh0, dc0 = dx[0], dh0[0], dc0[0]
+        return dx, (dh0, dc0)

@@ -1,0 +1,401 @@
+"""Optimisers (SGD, Adam, AdamW) with PyTorch's update formulas, and global-norm clipping.
+
+Parameters are updated **in place** (the engine reads the live arrays). An optimiser takes
+
+* a :class:`~pylstm.nn.Module` (all its parameters, by dotted name),
+* an iterable of :class:`~pylstm.nn.ParamRef` (e.g. ``model.parameter_refs()``) or of
+  ``(name, param, grad)`` array triples,
+* or a list of parameter groups, dicts ``{"params": <one of the above>, "lr": ..., ...}`` whose
+  missing options take the constructor's values (like ``torch.optim`` parameter groups).
+
+Gradients are read at each :meth:`Optimizer.step` from the owning module by name, so
+``module.zero_grad()`` and ``optimizer.zero_grad()`` are interchangeable. Arithmetic runs in each
+parameter's dtype (float32 or float64), as PyTorch does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._errors import LstmValueError, ShapeError
+from .module import Module, ParamRef
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_"]
+
+
+@dataclass(frozen=True)
+class _ArrayRef:
+    """A ParamRef-like handle on a plain ``(name, param, grad)`` triple."""
+
+    name: str
+    data: np.ndarray
+    grad: np.ndarray
+
+
+def _refs(params: Any, what: str = "params") -> list[Any]:
+    if isinstance(params, Module):
+        return list(params.parameter_refs())
+    if isinstance(params, (ParamRef, _ArrayRef)):
+        return [params]
+    try:
+        items = list(params)
+    except TypeError as exc:
+        raise TypeError(
+            f"{what}: expected a Module, ParamRefs or (name, param, grad) triples, "
+            f"got {type(params).__name__}"
+        ) from exc
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, (ParamRef, _ArrayRef)):
+            out.append(item)
+        elif isinstance(item, tuple) and len(item) == 3:
+            name, p, g = item
+            if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray):
+                raise TypeError(f"{what}: triple {name!r} must hold numpy arrays")
+            if p.shape != g.shape:
+                raise ShapeError(
+                    f"{what}: gradient of {name!r} expected shape {p.shape}, got {g.shape}"
+                )
+            out.append(_ArrayRef(str(name), p, g))
+        else:
+            raise TypeError(
+                f"{what}: expected ParamRef or (name, param, grad) items, got {type(item).__name__}"
+            )
+    return out
+
+
+def _check_lr(lr: Any) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)):
+        raise TypeError(f"lr: expected a float, got {lr!r}")
+    if not lr >= 0:
+        raise LstmValueError(f"lr: expected >= 0, got {lr}")
+    return float(lr)
+
+
+class Optimizer:
+    """Base class: parameter groups, per-parameter ``state`` keyed by name, ``state_dict``."""
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[str, dict[str, Any]] = {}
+        if isinstance(params, Module):
+            groups: list[Any] = [{"params": params}]
+        else:
+            try:
+                items = list(params)
+            except TypeError as exc:
+                raise TypeError(
+                    "params: expected a Module, ParamRefs, (name, param, grad) triples or "
+                    f"parameter-group dicts, got {type(params).__name__}"
+                ) from exc
+            if items and all(isinstance(it, dict) for it in items):
+                groups = items
+            else:
+                groups = [{"params": items}]
+        seen: set[str] = set()
+        for i, group in enumerate(groups):
+            unknown = set(group) - set(defaults) - {"params"}
+            if unknown:
+                raise LstmValueError(f"param_groups[{i}]: unknown options {sorted(unknown)}")
+            g = {**self.defaults, **group}
+            g["params"] = _refs(group.get("params", []), f"param_groups[{i}].params")
+            self._validate_group(g, i)
+            for ref in g["params"]:
+                if ref.name in seen:
+                    raise LstmValueError(f"params: parameter {ref.name!r} appears twice")
+                seen.add(ref.name)
+            self.param_groups.append(g)
+        if not seen:
+            raise LstmValueError("params: got an empty parameter list")
+
+    def _validate_group(self, group: dict[str, Any], index: int) -> None:
+        group["lr"] = _check_lr(group["lr"])
+
+    @property
+    def lr(self) -> float:
+        """The first group's learning rate (schedules set every group's)."""
+        return float(self.param_groups[0]["lr"])
+
+    def zero_grad(self) -> None:
+        """Zero every gradient in place."""
+        for group in self.param_groups:
+            for ref in group["params"]:
+                ref.grad.fill(0)
+
+    def step(self) -> None:
+        """Apply one update to every parameter, in place."""
+        for group in self.param_groups:
+            for ref in group["params"]:
+                p, g = ref.data, ref.grad
+                if g.shape != p.shape:
+                    raise ShapeError(
+                        f"grad of {ref.name!r}: expected shape {p.shape}, got {g.shape}"
+                    )
+                self._update(p, g, self.state.setdefault(ref.name, {}), group)
+        owners: dict[int, Module] = {}
+        for group in self.param_groups:
+            for ref in group["params"]:
+                owner = getattr(ref, "owner", None)
+                if owner is not None:
+                    owners[id(owner)] = owner
+        for owner in owners.values():
+            owner.mark_updated()
+
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"param_groups": [options + parameter names], "state": {name: {key: value}}}``.
+
+        Values are copies: ints/floats and numpy arrays."""
+        groups = [
+            {**{k: v for k, v in g.items() if k != "params"},
+             "params": [r.name for r in g["params"]]}
+            for g in self.param_groups
+        ]
+        state = {
+            name: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+            for name, s in self.state.items()
+        }
+        return {"param_groups": groups, "state": state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore options and state saved by :meth:`state_dict` (same parameter names)."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise LstmValueError(
+                f"state_dict: expected {len(self.param_groups)} parameter groups, got {len(groups)}"
+            )
+        for i, (saved, group) in enumerate(zip(groups, self.param_groups, strict=True)):
+            names = [r.name for r in group["params"]]
+            if list(saved["params"]) != names:
+                raise LstmValueError(
+                    f"state_dict: param_groups[{i}] names {list(saved['params'])} differ from "
+                    f"the optimiser's {names}"
+                )
+        by_name = {r.name: r for g in self.param_groups for r in g["params"]}
+        new_state: dict[str, dict[str, Any]] = {}
+        for name, s in state_dict["state"].items():
+            if name not in by_name:
+                raise LstmValueError(f"state_dict: state for unknown parameter {name!r}")
+            p = by_name[name].data
+            entry: dict[str, Any] = {}
+            for k, v in s.items():
+                if isinstance(v, np.ndarray):
+                    if v.shape != p.shape or v.dtype != p.dtype:
+                        raise ShapeError(
+                            f"state_dict: state[{name!r}][{k!r}] expected {p.dtype}{p.shape}, "
+                            f"got {v.dtype}{v.shape}"
+                        )
+                    entry[k] = v.copy()
+                else:
+                    entry[k] = v
+            new_state[name] = entry
+        for saved, group in zip(groups, self.param_groups, strict=True):
+            for k, v in saved.items():
+                if k != "params":
+                    group[k] = v
+        self.state = new_state
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent exactly as ``torch.optim.SGD``::
+
+        g = grad + weight_decay * p
+        buf = g (first step) | momentum * buf + (1 - dampening) * g
+        g = g + momentum * buf (nesterov) | buf
+        p -= lr * g
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                 nesterov=nesterov),
+        )
+
+    def _validate_group(self, group: dict[str, Any], index: int) -> None:
+        super()._validate_group(group, index)
+        for key in ("momentum", "dampening", "weight_decay"):
+            if not float(group[key]) >= 0:
+                raise LstmValueError(f"{key}: expected >= 0, got {group[key]}")
+            group[key] = float(group[key])
+        group["nesterov"] = bool(group["nesterov"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise LstmValueError(
+                "nesterov: needs momentum > 0 and dampening == 0, got "
+                f"momentum={group['momentum']}, dampening={group['dampening']}"
+            )
+
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        d_p = g
+        if group["weight_decay"]:
+            d_p = d_p + group["weight_decay"] * p
+        momentum = group["momentum"]
+        if momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = np.array(d_p, copy=True)
+                state["momentum_buffer"] = buf
+            else:
+                buf *= p.dtype.type(momentum)
+                buf += (1 - group["dampening"]) * d_p
+            d_p = d_p + momentum * buf if group["nesterov"] else buf
+        p -= group["lr"] * d_p
+
+
+class Adam(Optimizer):
+    """Adam exactly as ``torch.optim.Adam`` (``weight_decay`` is L2: added to the gradient;
+    ``amsgrad`` supported)::
+
+        m = m + (1 - beta1) * (g - m);  v = beta2 * v + (1 - beta2) * g * g
+        denom = sqrt(v) / sqrt(1 - beta2**t) + eps
+        p -= lr / (1 - beta1**t) * m / denom
+    """
+
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad),
+        )
+
+    def _validate_group(self, group: dict[str, Any], index: int) -> None:
+        super()._validate_group(group, index)
+        betas = tuple(float(b) for b in group["betas"])
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise LstmValueError(f"betas: expected two values in [0, 1), got {group['betas']}")
+        group["betas"] = list(betas)
+        for key in ("eps", "weight_decay"):
+            if not float(group[key]) >= 0:
+                raise LstmValueError(f"{key}: expected >= 0, got {group[key]}")
+            group[key] = float(group[key])
+        group["amsgrad"] = bool(group["amsgrad"])
+
+    def _update(
+        self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+        beta1, beta2 = group["betas"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p)
+            state["exp_avg_sq"] = np.zeros_like(p)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = np.zeros_like(p)
+        state["step"] += 1
+        t = state["step"]
+        if self._decoupled:
+            p *= p.dtype.type(1 - lr * wd)
+        elif wd:
+            g = g + wd * p
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m += (1 - beta1) * (g - m)
+        v *= p.dtype.type(beta2)
+        v += (1 - beta2) * (g * g)
+        bc1 = 1 - beta1**t
+        bc2_sqrt = math.sqrt(1 - beta2**t)
+        if group["amsgrad"]:
+            vmax = state["max_exp_avg_sq"]
+            np.maximum(vmax, v, out=vmax)
+            denom = np.sqrt(vmax) / bc2_sqrt + eps
+        else:
+            denom = np.sqrt(v) / bc2_sqrt + eps
+        p += (-(lr / bc1)) * (m / denom)
+
+
+class AdamW(Adam):
+    """AdamW exactly as ``torch.optim.AdamW``: decoupled weight decay
+    ``p *= 1 - lr * weight_decay`` before the Adam update (default ``weight_decay=1e-2``)."""
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+def clip_grad_norm_(
+    params: Any,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+) -> float:
+    """Scale all gradients in place so that their global norm is at most ``max_norm``.
+
+    Like ``torch.nn.utils.clip_grad_norm_``: the total norm is the ``norm_type``-norm of the
+    per-array norms (``inf`` allowed); every gradient is multiplied by
+    ``min(1, max_norm / (total + 1e-6))``. ``params``: a Module, an Optimizer, ParamRefs,
+    ``(name, param, grad)`` triples or plain gradient arrays. Returns the total norm (before
+    clipping) as a float.
+    """
+    if isinstance(params, Optimizer):
+        grads = [r.grad for g in params.param_groups for r in g["params"]]
+    elif isinstance(params, np.ndarray):
+        grads = [params]
+    elif isinstance(params, Module):
+        grads = [r.grad for r in params.parameter_refs()]
+    else:
+        items = list(params)
+        if items and all(isinstance(x, np.ndarray) for x in items):
+            grads = items
+        else:
+            grads = [r.grad for r in _refs(items)]
+    max_norm = float(max_norm)
+    if not max_norm >= 0:
+        raise LstmValueError(f"max_norm: expected >= 0, got {max_norm}")
+    norm_type = float(norm_type)
+    if not norm_type > 0:
+        raise LstmValueError(f"norm_type: expected > 0 or inf, got {norm_type}")
+    if not grads:
+        return 0.0
+    if math.isinf(norm_type):
+        norms = [float(np.max(np.abs(g))) if g.size else 0.0 for g in grads]
+        total = max(norms)
+    else:
+        norms = [
+            float(np.sum(np.abs(g.astype(np.float64)) ** norm_type) ** (1.0 / norm_type))
+            for g in grads
+        ]
+        total = float(np.sum(np.asarray(norms) ** norm_type) ** (1.0 / norm_type))
+    if error_if_nonfinite and not math.isfinite(total):
+        raise LstmValueError(
+            f"clip_grad_norm_: the total norm of order {norm_type} is non-finite ({total})"
+        )
+    coef = min(max_norm / (total + 1e-6), 1.0)
+    for g in grads:
+        g *= g.dtype.type(coef)
+    return total

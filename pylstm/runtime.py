@@ -1,0 +1,68 @@
+"""Run-time settings of the Rust engine: threads, the SIMD kernel path, and a summary."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+from pylstm import _core
+
+__all__ = ["get_num_threads", "info", "kernel", "set_kernel", "set_num_threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Set how many threads the engine uses (also set by ``PYLSTM_NUM_THREADS``)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the engine uses."""
+    return int(_core.num_threads())
+
+
+def kernel() -> str:
+    """The point-wise kernel path in use: ``scalar``, ``avx2``, ``avx512`` or ``neon``."""
+    return str(_core.kernel())
+
+
+def set_kernel(name: str) -> None:
+    """Pin the point-wise kernels to a path (also set by ``PYLSTM_KERNEL``).
+
+    Raises ``LstmValueError`` for an unknown name or a path this CPU cannot run.
+    """
+    _core.set_kernel(name)
+
+
+def info() -> dict[str, Any]:
+    """Version, SIMD path in use, supported paths and thread count."""
+    from pylstm import __version__
+
+    return {
+        "version": __version__,
+        "kernel": kernel(),
+        "detected_kernel": _core.detected_kernel(),
+        "supported_kernels": list(_core.supported_kernels()),
+        "num_threads": get_num_threads(),
+        "dtypes": ["float32", "float64"],
+    }
+
+
+def _install_process_hooks() -> None:
+    """Reset the thread pool in forked children (their copy has no threads behind it) and
+    report an unusable ``PYLSTM_KERNEL`` once."""
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_core.reset_after_fork)
+    problem = _core.kernel_env_warning()
+    if problem:
+        warnings.warn(problem, RuntimeWarning, stacklevel=3)
+    env_threads = os.environ.get("PYLSTM_NUM_THREADS", "").strip()
+    if env_threads and not (env_threads.isdigit() and int(env_threads) > 0):
+        warnings.warn(
+            f"PYLSTM_NUM_THREADS: expected a positive integer, got {env_threads!r}; "
+            f"using {get_num_threads()} threads",
+            RuntimeWarning,
+            stacklevel=3,
+        )

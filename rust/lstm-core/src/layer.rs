@@ -1,0 +1,1046 @@
+//! One LSTM layer, all of its directions: the forward pass (optionally keeping a tape) and the
+//! backward pass through time.
+//!
+//! Structure, per direction:
+//! - the input projection of every time step is one GEMM, hoisted out of the time loop;
+//! - the time loop runs on a persistent team of threads, each owning a slice of hidden units
+//!   (all four gates of them), so its share of the recurrent weights stays in its own cache;
+//!   one spin barrier per step (two with a projection) instead of a task spawn per step;
+//! - both directions of a bidirectional layer run at once on separate teams;
+//! - backward batches the weight-gradient GEMMs over all time steps after the loop.
+//!
+//! Buffers are in *step space*: rows sorted by length (see [`Schedule`]), step `s` of a
+//! reverse direction being time `len - 1 - s` of its row. Nothing is allocated in the loop.
+
+use crate::error::{check_len, LstmError, Result};
+use crate::kernel::{
+    active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath,
+};
+use crate::real::Real;
+use crate::schedule::Schedule;
+use crate::threads::{broadcast, split_range, with_pool, SpinBarrier};
+
+/// Block index, in the rows of `W`, `R` and the bias, of each gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateOrder {
+    /// Input gate.
+    pub i: usize,
+    /// Output gate.
+    pub o: usize,
+    /// Forget gate.
+    pub f: usize,
+    /// Cell candidate.
+    pub c: usize,
+}
+
+impl GateOrder {
+    /// ONNX: i, o, f, c.
+    pub const ONNX: GateOrder = GateOrder {
+        i: 0,
+        o: 1,
+        f: 2,
+        c: 3,
+    };
+    /// PyTorch: i, f, g, o.
+    pub const TORCH: GateOrder = GateOrder {
+        i: 0,
+        f: 1,
+        c: 2,
+        o: 3,
+    };
+
+    fn blocks(&self) -> [usize; 4] {
+        [self.i, self.o, self.f, self.c]
+    }
+}
+
+/// Sizes of a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerShape {
+    /// Input features per time step.
+    pub input: usize,
+    /// Hidden (cell) size.
+    pub hidden: usize,
+    /// Projection size (PyTorch `proj_size`); 0 for none.
+    pub proj: usize,
+    /// Gate order of the weights.
+    pub order: GateOrder,
+}
+
+impl LayerShape {
+    /// Size of the hidden state and output of one direction.
+    pub fn out(&self) -> usize {
+        if self.proj > 0 {
+            self.proj
+        } else {
+            self.hidden
+        }
+    }
+}
+
+/// Weights and settings of one direction. Arrays are row-major and borrowed, never copied.
+#[derive(Debug, Clone, Copy)]
+pub struct DirParams<'a, F> {
+    /// Input weights `[4H, I]`.
+    pub w: &'a [F],
+    /// Recurrent weights `[4H, P]` (P = projection size, or H).
+    pub r: &'a [F],
+    /// Combined bias `[4H]` (both biases added), if any.
+    pub bias: Option<&'a [F]>,
+    /// Peephole weights `[3H]` (i, o, f), if any.
+    pub peephole: Option<&'a [F]>,
+    /// Projection `[P, H]`, present exactly when the layer projects.
+    pub proj: Option<&'a [F]>,
+    /// Whether this direction runs backwards in time.
+    pub reverse: bool,
+    /// Activations, clip and input-forget coupling.
+    pub ops: CellOps,
+}
+
+/// What the backward pass needs from one direction's forward pass.
+#[derive(Debug, Clone)]
+pub struct DirTape<F> {
+    xs: Option<Vec<F>>,
+    gates: Vec<F>,
+    pre: Option<Vec<F>>,
+    c: Vec<F>,
+    h: Vec<F>,
+    hc: Vec<F>,
+    r: Option<Vec<F>>,
+}
+
+/// The tape of a layer: its schedule and each direction's saved values.
+#[derive(Debug, Clone)]
+pub struct LayerTape<F> {
+    /// The step schedule the forward pass used.
+    pub sched: Schedule,
+    dirs: Vec<DirTape<F>>,
+}
+
+impl<F> LayerTape<F> {
+    /// Bytes held by the tape.
+    pub fn nbytes(&self) -> usize {
+        let n: usize = self
+            .dirs
+            .iter()
+            .map(|d| {
+                d.xs.as_ref().map_or(0, Vec::len)
+                    + d.gates.len()
+                    + d.pre.as_ref().map_or(0, Vec::len)
+                    + d.c.len()
+                    + d.h.len()
+                    + d.hc.len()
+                    + d.r.as_ref().map_or(0, Vec::len)
+            })
+            .sum();
+        n * std::mem::size_of::<F>()
+    }
+}
+
+/// Outputs of a layer's forward pass.
+#[derive(Debug, Clone)]
+pub struct LayerOutput<F> {
+    /// `[T, B, D*P]`, zero past each sequence's length.
+    pub y: Vec<F>,
+    /// `[D, B, P]`: hidden state at each sequence's last step.
+    pub hn: Vec<F>,
+    /// `[D, B, H]`: cell state at each sequence's last step.
+    pub cn: Vec<F>,
+    /// The tape, when asked for.
+    pub tape: Option<LayerTape<F>>,
+}
+
+/// Parameter gradients of one direction (same shapes as [`DirParams`]).
+#[derive(Debug, Clone)]
+pub struct DirGrads<F> {
+    /// `[4H, I]`.
+    pub w: Vec<F>,
+    /// `[4H, P]`.
+    pub r: Vec<F>,
+    /// `[4H]` (the gradient of each of the two biases).
+    pub bias: Vec<F>,
+    /// `[3H]`, when the direction has peepholes.
+    pub peephole: Option<Vec<F>>,
+    /// `[P, H]`, when the layer projects.
+    pub proj: Option<Vec<F>>,
+}
+
+/// Gradients of a layer's backward pass.
+#[derive(Debug, Clone)]
+pub struct LayerGrads<F> {
+    /// `[T, B, I]`.
+    pub dx: Vec<F>,
+    /// `[D, B, P]`.
+    pub dh0: Vec<F>,
+    /// `[D, B, H]`.
+    pub dc0: Vec<F>,
+    /// One per direction.
+    pub dirs: Vec<DirGrads<F>>,
+}
+
+#[derive(Clone, Copy)]
+struct Ptr<F>(*mut F);
+// SAFETY: threads write disjoint ranges between barriers; see the module documentation.
+unsafe impl<F> Send for Ptr<F> {}
+unsafe impl<F> Sync for Ptr<F> {}
+
+impl<F> Ptr<F> {
+    fn of(v: &mut [F]) -> Self {
+        Ptr(v.as_mut_ptr())
+    }
+    /// # Safety
+    /// `off..off+len` must be in bounds and not aliased mutably elsewhere while in use.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice<'a>(self, off: usize, len: usize) -> &'a mut [F] {
+        std::slice::from_raw_parts_mut(self.0.add(off), len)
+    }
+    unsafe fn at(self, off: usize) -> *mut F {
+        self.0.add(off)
+    }
+}
+
+fn validate<F>(
+    shape: &LayerShape,
+    dirs: &[DirParams<'_, F>],
+    sched: &Schedule,
+    x: &[F],
+) -> Result<()> {
+    let (i, h, p) = (shape.input, shape.hidden, shape.out());
+    if dirs.is_empty() || dirs.len() > 2 {
+        return Err(LstmError::Value(format!(
+            "directions: expected 1 or 2, got {}",
+            dirs.len()
+        )));
+    }
+    if h == 0 {
+        return Err(LstmError::Value(
+            "hidden_size: expected a positive integer, got 0".into(),
+        ));
+    }
+    check_len("X", sched.steps * sched.batch * i, x.len())?;
+    for d in dirs {
+        check_len("W", 4 * h * i, d.w.len())?;
+        check_len("R", 4 * h * p, d.r.len())?;
+        if let Some(b) = d.bias {
+            check_len("B", 4 * h, b.len())?;
+        }
+        if let Some(pp) = d.peephole {
+            check_len("P", 3 * h, pp.len())?;
+        }
+        match (shape.proj > 0, d.proj) {
+            (true, Some(w)) => check_len("weight_hr", p * h, w.len())?,
+            (false, None) => {}
+            (true, None) => {
+                return Err(LstmError::Shape(
+                    "weight_hr: expected a projection matrix, got none".into(),
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(LstmError::Shape(
+                    "weight_hr: given, but proj_size is 0".into(),
+                ))
+            }
+        }
+        if let Some(c) = d.ops.clip {
+            if c.is_nan() || c <= 0.0 {
+                return Err(LstmError::Value(format!(
+                    "clip: expected a positive number, got {c}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How the threads are shared: `team` threads per direction; directions at once or in turn.
+fn team_plan(threads: usize, dirs: usize, hidden: usize, batch: usize) -> (usize, bool) {
+    // A thread needs enough work per step to pay for a barrier.
+    let useful = (hidden * batch.min(8) / 64).max(1);
+    if threads >= dirs && dirs > 1 {
+        ((threads / dirs).min(useful).max(1), true)
+    } else {
+        (threads.min(useful).max(1), false)
+    }
+}
+
+/// # Safety
+/// See [`Real::gemm_raw`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm<F: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut F,
+    dst_rs: usize,
+    dst_cs: usize,
+    read_dst: bool,
+    lhs: *const F,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const F,
+    rhs_rs: usize,
+    rhs_cs: usize,
+    parallel: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !read_dst {
+            for i in 0..m {
+                for j in 0..n {
+                    *dst.add(i * dst_rs + j * dst_cs) = F::ZERO;
+                }
+            }
+        }
+        return;
+    }
+    F::gemm_raw(
+        m,
+        n,
+        k,
+        dst,
+        dst_cs as isize,
+        dst_rs as isize,
+        read_dst,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        parallel,
+    );
+}
+
+/// Runs the forward pass of one layer. `x` is `[T, B, I]`; `h0`/`c0` are `[D, B, P]`/`[D, B, H]`
+/// (zeros when absent). With `keep_tape` the result carries what [`layer_backward`] needs.
+pub fn layer_forward<F: Real>(
+    shape: &LayerShape,
+    dirs: &[DirParams<'_, F>],
+    sched: &Schedule,
+    x: &[F],
+    h0: Option<&[F]>,
+    c0: Option<&[F]>,
+    keep_tape: bool,
+) -> Result<LayerOutput<F>> {
+    validate(shape, dirs, sched, x)?;
+    let (b, h, p) = (sched.batch, shape.hidden, shape.out());
+    let nd = dirs.len();
+    if let Some(v) = h0 {
+        check_len("initial_h", nd * b * p, v.len())?;
+    }
+    if let Some(v) = c0 {
+        check_len("initial_c", nd * b * h, v.len())?;
+    }
+    let path = active_kernel();
+    with_pool(|threads| forward_in_pool(path, threads, shape, dirs, sched, x, h0, c0, keep_tape))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_in_pool<F: Real>(
+    path: KernelPath,
+    threads: usize,
+    shape: &LayerShape,
+    dirs: &[DirParams<'_, F>],
+    sched: &Schedule,
+    x: &[F],
+    h0: Option<&[F]>,
+    c0: Option<&[F]>,
+    keep_tape: bool,
+) -> LayerOutput<F> {
+    let (t_len, b, i) = (sched.steps, sched.batch, shape.input);
+    let (h, p) = (shape.hidden, shape.out());
+    let g = 4 * h;
+    let s_len = sched.max_len();
+    let nd = dirs.len();
+
+    let mut tapes: Vec<DirTape<F>> = dirs
+        .iter()
+        .enumerate()
+        .map(|(d, dp)| {
+            let xs = (!sched.identity(dp.reverse)).then(|| gather_steps(sched, x, i, dp.reverse));
+            let mut gates = vec![F::ZERO; s_len * b * g];
+            if let Some(bias) = dp.bias {
+                for row in gates.chunks_exact_mut(g) {
+                    row.copy_from_slice(bias);
+                }
+            }
+            let lhs = xs.as_deref().unwrap_or(x);
+            // SAFETY: gates is [S*B, 4H]; lhs holds at least S*B rows of I; W is [4H, I].
+            unsafe {
+                gemm(
+                    s_len * b,
+                    g,
+                    i,
+                    gates.as_mut_ptr(),
+                    g,
+                    1,
+                    dp.bias.is_some(),
+                    lhs.as_ptr(),
+                    i,
+                    1,
+                    dp.w.as_ptr(),
+                    1,
+                    i,
+                    threads,
+                );
+            }
+            let mut c = vec![F::ZERO; (s_len + 1) * b * h];
+            let mut hs = vec![F::ZERO; (s_len + 1) * b * p];
+            for (row, &orig) in sched.perm.iter().enumerate() {
+                if let Some(h0) = h0 {
+                    hs[row * p..(row + 1) * p].copy_from_slice(&h0[(d * b + orig) * p..][..p]);
+                }
+                if let Some(c0) = c0 {
+                    c[row * h..(row + 1) * h].copy_from_slice(&c0[(d * b + orig) * h..][..h]);
+                }
+            }
+            DirTape {
+                xs: if keep_tape { xs } else { None },
+                gates,
+                pre: (keep_tape && dp.ops.needs_pre()).then(|| vec![F::ZERO; s_len * b * g]),
+                c,
+                h: hs,
+                hc: if keep_tape {
+                    vec![F::ZERO; s_len * b * h]
+                } else {
+                    Vec::new()
+                },
+                r: (shape.proj > 0).then(|| vec![F::ZERO; s_len * b * h]),
+            }
+        })
+        .collect();
+
+    let (team, concurrent) = team_plan(threads, nd, h, b);
+    let ptrs: Vec<FwdPtrs<F>> = tapes.iter_mut().map(FwdPtrs::of).collect();
+    if concurrent {
+        let barriers: Vec<SpinBarrier> = (0..nd).map(|_| SpinBarrier::new(team)).collect();
+        broadcast(nd * team, |w| {
+            let d = w / team;
+            forward_steps(
+                path,
+                shape,
+                &dirs[d],
+                sched,
+                ptrs[d],
+                w % team,
+                team,
+                &barriers[d],
+            );
+        });
+    } else {
+        for d in 0..nd {
+            let barrier = SpinBarrier::new(team);
+            broadcast(team, |m| {
+                forward_steps(path, shape, &dirs[d], sched, ptrs[d], m, team, &barrier)
+            });
+        }
+    }
+
+    let mut y = vec![F::ZERO; t_len * b * nd * p];
+    let mut hn = vec![F::ZERO; nd * b * p];
+    let mut cn = vec![F::ZERO; nd * b * h];
+    for (d, (dp, tp)) in dirs.iter().zip(&tapes).enumerate() {
+        for s in 0..s_len {
+            for row in 0..sched.active[s] {
+                let t = sched.time_of(row, s, dp.reverse);
+                let dst = ((t * b + sched.perm[row]) * nd + d) * p;
+                y[dst..dst + p].copy_from_slice(&tp.h[((s + 1) * b + row) * p..][..p]);
+            }
+        }
+        for (row, &orig) in sched.perm.iter().enumerate() {
+            let len = sched.lens[row];
+            hn[(d * b + orig) * p..][..p].copy_from_slice(&tp.h[(len * b + row) * p..][..p]);
+            cn[(d * b + orig) * h..][..h].copy_from_slice(&tp.c[(len * b + row) * h..][..h]);
+        }
+    }
+    let tape = keep_tape.then(|| LayerTape {
+        sched: sched.clone(),
+        dirs: tapes,
+    });
+    LayerOutput { y, hn, cn, tape }
+}
+
+/// Copies the input rows each step reads into step order (zeros where a row has ended).
+fn gather_steps<F: Real>(sched: &Schedule, x: &[F], i: usize, reverse: bool) -> Vec<F> {
+    let b = sched.batch;
+    let mut xs = vec![F::ZERO; sched.max_len() * b * i];
+    for s in 0..sched.max_len() {
+        for row in 0..sched.active[s] {
+            let t = sched.time_of(row, s, reverse);
+            xs[(s * b + row) * i..][..i].copy_from_slice(&x[(t * b + sched.perm[row]) * i..][..i]);
+        }
+    }
+    xs
+}
+
+#[derive(Clone, Copy)]
+struct FwdPtrs<F> {
+    gates: Ptr<F>,
+    pre: Option<Ptr<F>>,
+    c: Ptr<F>,
+    h: Ptr<F>,
+    hc: Option<Ptr<F>>,
+    r: Option<Ptr<F>>,
+}
+
+impl<F> FwdPtrs<F> {
+    fn of(t: &mut DirTape<F>) -> Self {
+        FwdPtrs {
+            gates: Ptr::of(&mut t.gates),
+            pre: t.pre.as_deref_mut().map(Ptr::of),
+            c: Ptr::of(&mut t.c),
+            h: Ptr::of(&mut t.h),
+            hc: (!t.hc.is_empty()).then(|| Ptr::of(&mut t.hc)),
+            r: t.r.as_deref_mut().map(Ptr::of),
+        }
+    }
+}
+
+fn peep_views<F>(peep: Option<&[F]>, h: usize, u0: usize, u1: usize) -> Option<[&[F]; 3]> {
+    peep.map(|pp| {
+        [
+            &pp[u0..u1],
+            &pp[h + u0..h + u1],
+            &pp[2 * h + u0..2 * h + u1],
+        ]
+    })
+}
+
+/// The time loop of one direction, run by member `m` of a team of `k` threads.
+#[allow(clippy::too_many_arguments)]
+fn forward_steps<F: Real>(
+    path: KernelPath,
+    shape: &LayerShape,
+    dp: &DirParams<'_, F>,
+    sched: &Schedule,
+    bufs: FwdPtrs<F>,
+    m: usize,
+    k: usize,
+    barrier: &SpinBarrier,
+) {
+    let (b, h, p) = (sched.batch, shape.hidden, shape.out());
+    let g = 4 * h;
+    let blocks = shape.order.blocks();
+    let (u0, u1) = split_range(h, k, m, 16);
+    let (p0, p1) = split_range(p, k, m, 16);
+    let w = u1 - u0;
+    let peep = peep_views(dp.peephole, h, u0, u1);
+    for s in 0..sched.max_len() {
+        let n = sched.active[s];
+        // SAFETY: this member writes only its own units' columns of step s (gates, pre, c,
+        // hc, r/h), and reads h of step s, completed by every member before the last barrier.
+        unsafe {
+            let gates_s = bufs.gates.at(s * b * g);
+            let hprev = bufs.h.at(s * b * p) as *const F;
+            if w > 0 {
+                if k == 1 {
+                    gemm(
+                        n,
+                        g,
+                        p,
+                        gates_s,
+                        g,
+                        1,
+                        true,
+                        hprev,
+                        p,
+                        1,
+                        dp.r.as_ptr(),
+                        1,
+                        p,
+                        1,
+                    );
+                } else {
+                    for blk in 0..4 {
+                        let col = blk * h + u0;
+                        gemm(
+                            n,
+                            w,
+                            p,
+                            gates_s.add(col),
+                            g,
+                            1,
+                            true,
+                            hprev,
+                            p,
+                            1,
+                            dp.r.as_ptr().add(col * p),
+                            1,
+                            p,
+                            1,
+                        );
+                    }
+                }
+                for row in 0..n {
+                    let base = (s * b + row) * g;
+                    let z = blocks.map(|blk| bufs.gates.slice(base + blk * h + u0, w));
+                    let pre = bufs
+                        .pre
+                        .map(|pr| blocks.map(|blk| pr.slice(base + blk * h + u0, w)));
+                    let out = match bufs.r {
+                        Some(r) => r.slice((s * b + row) * h + u0, w),
+                        None => bufs.h.slice(((s + 1) * b + row) * p + u0, w),
+                    };
+                    forward_units(
+                        path,
+                        FwdUnits {
+                            z,
+                            pre,
+                            peep,
+                            c_prev: bufs.c.slice((s * b + row) * h + u0, w),
+                            c: bufs.c.slice(((s + 1) * b + row) * h + u0, w),
+                            hc: bufs.hc.map(|hc| hc.slice((s * b + row) * h + u0, w)),
+                            out,
+                        },
+                        &dp.ops,
+                    );
+                }
+            }
+            if let (Some(r), Some(wp)) = (bufs.r, dp.proj) {
+                barrier.wait();
+                let r_s = r.at(s * b * h) as *const F;
+                gemm(
+                    n,
+                    p1 - p0,
+                    h,
+                    bufs.h.at((s + 1) * b * p + p0),
+                    p,
+                    1,
+                    false,
+                    r_s,
+                    h,
+                    1,
+                    wp.as_ptr().add(p0 * h),
+                    1,
+                    h,
+                    1,
+                );
+            }
+        }
+        barrier.wait();
+    }
+}
+
+/// Runs the backward pass of one layer through time. `x` is the layer's input of the forward
+/// pass, `dy` `[T, B, D*P]`, `dhn` `[D, B, P]`, `dcn` `[D, B, H]` (each zero when absent).
+#[allow(clippy::too_many_arguments)]
+pub fn layer_backward<F: Real>(
+    shape: &LayerShape,
+    dirs: &[DirParams<'_, F>],
+    tape: &LayerTape<F>,
+    x: &[F],
+    dy: Option<&[F]>,
+    dhn: Option<&[F]>,
+    dcn: Option<&[F]>,
+) -> Result<LayerGrads<F>> {
+    let sched = &tape.sched;
+    validate(shape, dirs, sched, x)?;
+    let (b, h, p, nd) = (sched.batch, shape.hidden, shape.out(), dirs.len());
+    if tape.dirs.len() != nd {
+        return Err(LstmError::Tape(format!(
+            "tape: made with {} directions, used with {nd}",
+            tape.dirs.len()
+        )));
+    }
+    for (dp, tp) in dirs.iter().zip(&tape.dirs) {
+        if tp.gates.len() != sched.max_len() * b * 4 * h
+            || tp.h.len() != (sched.max_len() + 1) * b * p
+        {
+            return Err(LstmError::Tape(
+                "tape: does not match these weights' sizes".into(),
+            ));
+        }
+        if dp.ops.needs_pre() && tp.pre.is_none() || tp.hc.is_empty() {
+            return Err(LstmError::Tape(
+                "tape: made with other activation or clip settings".into(),
+            ));
+        }
+    }
+    if let Some(v) = dy {
+        check_len("dY", sched.steps * b * nd * p, v.len())?;
+    }
+    if let Some(v) = dhn {
+        check_len("dY_h", nd * b * p, v.len())?;
+    }
+    if let Some(v) = dcn {
+        check_len("dY_c", nd * b * h, v.len())?;
+    }
+    let path = active_kernel();
+    with_pool(|threads| backward_in_pool(path, threads, shape, dirs, tape, x, dy, dhn, dcn))
+}
+
+#[derive(Clone, Copy)]
+struct BwdPtrs<F> {
+    dz: Ptr<F>,
+    dh: Ptr<F>,
+    dc: Ptr<F>,
+    dhtot: Option<Ptr<F>>,
+    dr: Option<Ptr<F>>,
+    dpeep: Option<Ptr<F>>,
+}
+
+struct BwdState<F> {
+    dz: Vec<F>,
+    dh: Vec<F>,
+    dc: Vec<F>,
+    dhtot: Option<Vec<F>>,
+    dr: Option<Vec<F>>,
+    dpeep: Option<Vec<F>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_in_pool<F: Real>(
+    path: KernelPath,
+    threads: usize,
+    shape: &LayerShape,
+    dirs: &[DirParams<'_, F>],
+    tape: &LayerTape<F>,
+    x: &[F],
+    dy: Option<&[F]>,
+    dhn: Option<&[F]>,
+    dcn: Option<&[F]>,
+) -> LayerGrads<F> {
+    let sched = &tape.sched;
+    let (t_len, b, i) = (sched.steps, sched.batch, shape.input);
+    let (h, p, nd) = (shape.hidden, shape.out(), dirs.len());
+    let g = 4 * h;
+    let s_len = sched.max_len();
+    let projecting = shape.proj > 0;
+
+    let mut states: Vec<BwdState<F>> = (0..nd)
+        .map(|d| {
+            let mut dh = vec![F::ZERO; b * p];
+            let mut dc = vec![F::ZERO; b * h];
+            for (row, &orig) in sched.perm.iter().enumerate() {
+                if let Some(v) = dhn {
+                    dh[row * p..][..p].copy_from_slice(&v[(d * b + orig) * p..][..p]);
+                }
+                if let Some(v) = dcn {
+                    dc[row * h..][..h].copy_from_slice(&v[(d * b + orig) * h..][..h]);
+                }
+            }
+            BwdState {
+                dz: vec![F::ZERO; s_len * b * g],
+                dh,
+                dc,
+                dhtot: projecting.then(|| vec![F::ZERO; s_len * b * p]),
+                dr: projecting.then(|| vec![F::ZERO; b * h]),
+                dpeep: dirs[d].peephole.map(|_| vec![F::ZERO; 3 * h]),
+            }
+        })
+        .collect();
+    let ptrs: Vec<BwdPtrs<F>> = states
+        .iter_mut()
+        .map(|st| BwdPtrs {
+            dz: Ptr::of(&mut st.dz),
+            dh: Ptr::of(&mut st.dh),
+            dc: Ptr::of(&mut st.dc),
+            dhtot: st.dhtot.as_deref_mut().map(Ptr::of),
+            dr: st.dr.as_deref_mut().map(Ptr::of),
+            dpeep: st.dpeep.as_deref_mut().map(Ptr::of),
+        })
+        .collect();
+
+    let (team, concurrent) = team_plan(threads, nd, h, b);
+    let run = |d: usize, m: usize, k: usize, bar: &SpinBarrier| {
+        backward_steps(
+            path,
+            shape,
+            &dirs[d],
+            d,
+            nd,
+            &tape.dirs[d],
+            sched,
+            dy,
+            ptrs[d],
+            m,
+            k,
+            bar,
+        )
+    };
+    if concurrent {
+        let barriers: Vec<SpinBarrier> = (0..nd).map(|_| SpinBarrier::new(team)).collect();
+        broadcast(nd * team, |w| {
+            run(w / team, w % team, team, &barriers[w / team])
+        });
+    } else {
+        for d in 0..nd {
+            let barrier = SpinBarrier::new(team);
+            broadcast(team, |m| run(d, m, team, &barrier));
+        }
+    }
+
+    // Weight gradients for all steps at once.
+    let mut dx = vec![F::ZERO; t_len * b * i];
+    let mut dh0 = vec![F::ZERO; nd * b * p];
+    let mut dc0 = vec![F::ZERO; nd * b * h];
+    let mut grads = Vec::with_capacity(nd);
+    for (d, ((dp, tp), st)) in dirs.iter().zip(&tape.dirs).zip(&states).enumerate() {
+        let rows = s_len * b;
+        let xs = tp.xs.as_deref().unwrap_or(x);
+        let mut dw = vec![F::ZERO; g * i];
+        let mut dr = vec![F::ZERO; g * p];
+        let mut db = vec![F::ZERO; g];
+        // SAFETY: all matrices are sized by the checks above.
+        unsafe {
+            gemm(
+                g,
+                i,
+                rows,
+                dw.as_mut_ptr(),
+                i,
+                1,
+                false,
+                st.dz.as_ptr(),
+                1,
+                g,
+                xs.as_ptr(),
+                i,
+                1,
+                threads,
+            );
+            gemm(
+                g,
+                p,
+                rows,
+                dr.as_mut_ptr(),
+                p,
+                1,
+                false,
+                st.dz.as_ptr(),
+                1,
+                g,
+                tp.h.as_ptr(),
+                p,
+                1,
+                threads,
+            );
+        }
+        for row in st.dz.chunks_exact(g) {
+            for (a, &v) in db.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+        if sched.identity(dp.reverse) {
+            // SAFETY: dx is [T*B, I] with T*B == rows here.
+            unsafe {
+                gemm(
+                    rows,
+                    i,
+                    g,
+                    dx.as_mut_ptr(),
+                    i,
+                    1,
+                    true,
+                    st.dz.as_ptr(),
+                    g,
+                    1,
+                    dp.w.as_ptr(),
+                    i,
+                    1,
+                    threads,
+                );
+            }
+        } else {
+            let mut dxs = vec![F::ZERO; rows * i];
+            // SAFETY: dxs is [rows, I].
+            unsafe {
+                gemm(
+                    rows,
+                    i,
+                    g,
+                    dxs.as_mut_ptr(),
+                    i,
+                    1,
+                    false,
+                    st.dz.as_ptr(),
+                    g,
+                    1,
+                    dp.w.as_ptr(),
+                    i,
+                    1,
+                    threads,
+                );
+            }
+            for s in 0..s_len {
+                for row in 0..sched.active[s] {
+                    let t = sched.time_of(row, s, dp.reverse);
+                    let dst = &mut dx[(t * b + sched.perm[row]) * i..][..i];
+                    for (a, &v) in dst.iter_mut().zip(&dxs[(s * b + row) * i..][..i]) {
+                        *a += v;
+                    }
+                }
+            }
+        }
+        let dproj = match (&st.dhtot, &tp.r) {
+            (Some(dhtot), Some(r)) => {
+                let mut dwp = vec![F::ZERO; p * h];
+                // SAFETY: dhtot is [rows, P], r is [rows, H].
+                unsafe {
+                    gemm(
+                        p,
+                        h,
+                        rows,
+                        dwp.as_mut_ptr(),
+                        h,
+                        1,
+                        false,
+                        dhtot.as_ptr(),
+                        1,
+                        p,
+                        r.as_ptr(),
+                        h,
+                        1,
+                        threads,
+                    );
+                }
+                Some(dwp)
+            }
+            _ => None,
+        };
+        for (row, &orig) in sched.perm.iter().enumerate() {
+            dh0[(d * b + orig) * p..][..p].copy_from_slice(&st.dh[row * p..][..p]);
+            dc0[(d * b + orig) * h..][..h].copy_from_slice(&st.dc[row * h..][..h]);
+        }
+        grads.push(DirGrads {
+            w: dw,
+            r: dr,
+            bias: db,
+            peephole: st.dpeep.clone(),
+            proj: dproj,
+        });
+    }
+    LayerGrads {
+        dx,
+        dh0,
+        dc0,
+        dirs: grads,
+    }
+}
+
+/// The reverse time loop of one direction, run by member `m` of a team of `k` threads.
+#[allow(clippy::too_many_arguments)]
+fn backward_steps<F: Real>(
+    path: KernelPath,
+    shape: &LayerShape,
+    dp: &DirParams<'_, F>,
+    d: usize,
+    nd: usize,
+    tp: &DirTape<F>,
+    sched: &Schedule,
+    dy: Option<&[F]>,
+    bufs: BwdPtrs<F>,
+    m: usize,
+    k: usize,
+    barrier: &SpinBarrier,
+) {
+    let (b, h, p) = (sched.batch, shape.hidden, shape.out());
+    let g = 4 * h;
+    let blocks = shape.order.blocks();
+    let (u0, u1) = split_range(h, k, m, 16);
+    let (p0, p1) = if bufs.dhtot.is_some() {
+        split_range(p, k, m, 16)
+    } else {
+        (u0, u1)
+    };
+    let w = u1 - u0;
+    let peep = peep_views(dp.peephole, h, u0, u1);
+    for s in (0..sched.max_len()).rev() {
+        let n = sched.active[s];
+        // SAFETY: each member writes only its own columns (units u0..u1, outputs p0..p1) of
+        // the step's rows; reads of other members' columns happen after a barrier.
+        unsafe {
+            // 1. Total gradient reaching this step's output: from above and from step s+1.
+            let dst = bufs.dhtot.map_or(bufs.dh, |t| Ptr(t.at(s * b * p)));
+            for row in 0..n {
+                let t = sched.time_of(row, s, dp.reverse);
+                let up = dy.map(|v| &v[((t * b + sched.perm[row]) * nd + d) * p..][..p]);
+                for col in p0..p1 {
+                    let mut v = *bufs.dh.at(row * p + col);
+                    if let Some(up) = up {
+                        v += up[col];
+                    }
+                    *dst.at(row * p + col) = v;
+                }
+            }
+            // 2. Through the projection.
+            let dout_base = match (bufs.dr, dp.proj) {
+                (Some(dr), Some(wp)) => {
+                    barrier.wait();
+                    gemm(
+                        n,
+                        w,
+                        p,
+                        dr.at(u0),
+                        h,
+                        1,
+                        false,
+                        dst.0 as *const F,
+                        p,
+                        1,
+                        wp.as_ptr().add(u0),
+                        h,
+                        1,
+                        1,
+                    );
+                    (dr, h)
+                }
+                _ => (bufs.dh, p),
+            };
+            // 3. Point-wise: gate pre-activation gradients and the cell-state gradient.
+            if w > 0 {
+                for row in 0..n {
+                    let base = (s * b + row) * g;
+                    let a = blocks.map(|blk| &tp.gates[base + blk * h + u0..][..w]);
+                    let pre = tp
+                        .pre
+                        .as_ref()
+                        .map(|pr| blocks.map(|blk| &pr[base + blk * h + u0..][..w]));
+                    let dpeep = bufs.dpeep.map(|dq| {
+                        [
+                            dq.slice(u0, w),
+                            dq.slice(h + u0, w),
+                            dq.slice(2 * h + u0, w),
+                        ]
+                    });
+                    backward_units(
+                        path,
+                        BwdUnits {
+                            dout: dout_base.0.slice(row * dout_base.1 + u0, w),
+                            dc: bufs.dc.slice(row * h + u0, w),
+                            a,
+                            pre,
+                            peep,
+                            dpeep,
+                            c: &tp.c[((s + 1) * b + row) * h + u0..][..w],
+                            c_prev: &tp.c[(s * b + row) * h + u0..][..w],
+                            hc: &tp.hc[(s * b + row) * h + u0..][..w],
+                            dz: blocks.map(|blk| bufs.dz.slice(base + blk * h + u0, w)),
+                        },
+                        &dp.ops,
+                    );
+                }
+            }
+            barrier.wait();
+            // 5. Into the previous step's hidden state.
+            gemm(
+                n,
+                p1 - p0,
+                g,
+                bufs.dh.at(p0),
+                p,
+                1,
+                false,
+                bufs.dz.at(s * b * g) as *const F,
+                g,
+                1,
+                dp.r.as_ptr().add(p0),
+                p,
+                1,
+                1,
+            );
+        }
+    }
+}

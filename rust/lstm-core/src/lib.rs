@@ -1,0 +1,35 @@
+//! # lstm-core
+//!
+//! A complete LSTM for the CPU, forward and backward (BPTT), with the semantics of both the
+//! ONNX `LSTM` operator (gate order i, o, f, c; peepholes; clip; input-forget coupling; eleven
+//! activation functions; per-sequence lengths; forward, reverse and bidirectional) and PyTorch's
+//! `nn.LSTM` (gate order i, f, g, o; several layers; projections; inter-layer dropout).
+//!
+//! The time loop runs on a persistent team of threads with one barrier per step; the
+//! point-wise gate and cell update is one fused pass compiled per instruction set and chosen at
+//! run time ([`kernel::KernelPath`]); matrix products go to the `gemm` crate.
+#![deny(missing_docs)]
+
+pub mod activation;
+pub mod error;
+pub mod kernel;
+pub mod layer;
+pub mod network;
+pub mod real;
+pub mod schedule;
+pub mod threads;
+
+pub use activation::Activation;
+pub use error::{LstmError, Result};
+pub use kernel::{active_kernel, set_kernel, CellOps, KernelPath};
+pub use layer::{
+    layer_backward, layer_forward, DirGrads, DirParams, GateOrder, LayerGrads, LayerOutput,
+    LayerShape, LayerTape,
+};
+pub use network::{network_backward, network_forward, NetworkGrads, NetworkOutput, NetworkTape};
+pub use real::Real;
+pub use schedule::Schedule;
+pub use threads::{num_threads, reset_after_fork, set_num_threads};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! The step schedule of a (possibly variable-length) batch. Rows are processed sorted by
+//! length, longest first, so the rows still running at step `s` are always a prefix and each
+//! step's GEMM covers exactly them, as PyTorch's packed sequences do, without the caller
+//! sorting anything.
+
+use crate::error::{LstmError, Result};
+
+/// Step schedule for one batch.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Time steps of the input.
+    pub steps: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// `perm[row]` is the original batch index of sorted row `row`.
+    pub perm: Vec<usize>,
+    /// Length of each sorted row.
+    pub lens: Vec<usize>,
+    /// Rows active at each step (`active[s]` for `s < max_len`).
+    pub active: Vec<usize>,
+    /// Whether rows are in original order and all run every step (no gathers needed).
+    pub dense: bool,
+}
+
+impl Schedule {
+    /// Builds the schedule; `lengths` (one per batch row, each in `1..=steps`) or full length.
+    pub fn new(steps: usize, batch: usize, lengths: Option<&[usize]>) -> Result<Self> {
+        if steps == 0 {
+            return Err(LstmError::Shape(
+                "X: expected at least one time step, got 0".into(),
+            ));
+        }
+        if batch == 0 {
+            return Err(LstmError::Shape(
+                "X: expected a batch of at least one sequence, got 0".into(),
+            ));
+        }
+        let lens_orig: Vec<usize> = match lengths {
+            None => vec![steps; batch],
+            Some(l) => {
+                if l.len() != batch {
+                    return Err(LstmError::Shape(format!(
+                        "sequence_lens: expected {batch} lengths (one per batch row), got {}",
+                        l.len()
+                    )));
+                }
+                for (b, &n) in l.iter().enumerate() {
+                    if n == 0 || n > steps {
+                        return Err(LstmError::Value(format!(
+                            "sequence_lens: expected each length in 1..={steps}, got {n} at batch index {b}"
+                        )));
+                    }
+                }
+                l.to_vec()
+            }
+        };
+        let mut perm: Vec<usize> = (0..batch).collect();
+        // Stable: equal lengths keep their order, so full-length batches stay unpermuted.
+        perm.sort_by(|&a, &b| lens_orig[b].cmp(&lens_orig[a]));
+        let lens: Vec<usize> = perm.iter().map(|&b| lens_orig[b]).collect();
+        let max_len = lens[0];
+        let active = (0..max_len)
+            .map(|s| lens.iter().take_while(|&&n| n > s).count())
+            .collect();
+        let dense = lens.iter().all(|&n| n == steps);
+        Ok(Schedule {
+            steps,
+            batch,
+            perm,
+            lens,
+            active,
+            dense,
+        })
+    }
+
+    /// Steps that any row runs.
+    pub fn max_len(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Time index of sorted row `row` at step `s`.
+    #[inline]
+    pub fn time_of(&self, row: usize, s: usize, reverse: bool) -> usize {
+        if reverse {
+            self.lens[row] - 1 - s
+        } else {
+            s
+        }
+    }
+
+    /// Whether step `s` of row `row` reads time `s` of batch row `row` (no gather needed).
+    pub fn identity(&self, reverse: bool) -> bool {
+        self.dense && !reverse
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_longest_first_and_counts_active_rows() {
+        let s = Schedule::new(5, 4, Some(&[2, 5, 1, 5])).unwrap();
+        assert_eq!(s.perm, vec![1, 3, 0, 2]);
+        assert_eq!(s.lens, vec![5, 5, 2, 1]);
+        assert_eq!(s.active, vec![4, 3, 2, 2, 2]);
+        assert!(!s.dense);
+        assert_eq!(s.time_of(2, 0, true), 1);
+    }
+
+    #[test]
+    fn rejects_bad_lengths_naming_the_argument() {
+        let e = Schedule::new(5, 2, Some(&[0, 3])).unwrap_err().to_string();
+        assert!(e.contains("sequence_lens") && e.contains("got 0"), "{e}");
+        let e = Schedule::new(5, 2, Some(&[6, 3])).unwrap_err().to_string();
+        assert!(e.contains("1..=5") && e.contains("6"), "{e}");
+        assert!(Schedule::new(5, 2, Some(&[1])).is_err());
+        assert!(Schedule::new(0, 2, None).is_err());
+        assert!(Schedule::new(3, 0, None).is_err());
+    }
+}

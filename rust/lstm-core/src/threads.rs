@@ -1,0 +1,272 @@
+//! Thread control: the engine's own rayon pool, its size (`PYLSTM_NUM_THREADS` or
+//! [`set_num_threads`]), a spin barrier for the persistent per-step teams, and a reset for a
+//! forked child (whose copy of the pool has no threads behind it).
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::error::{LstmError, Result};
+
+/// The pool and the lock that lets one computation at a time use it: two computations whose
+/// teams interleave on the same threads would wait on each other's barriers forever.
+struct PoolState {
+    threads: AtomicUsize,
+    pool: Mutex<Option<Arc<rayon::ThreadPool>>>,
+    run_lock: Mutex<()>,
+}
+
+impl PoolState {
+    fn new(threads: usize) -> Self {
+        PoolState {
+            threads: AtomicUsize::new(threads),
+            pool: Mutex::new(None),
+            run_lock: Mutex::new(()),
+        }
+    }
+}
+
+static STATE: AtomicPtr<PoolState> = AtomicPtr::new(std::ptr::null_mut());
+static INIT: OnceLock<()> = OnceLock::new();
+
+fn default_threads() -> usize {
+    if let Ok(v) = std::env::var("PYLSTM_NUM_THREADS") {
+        if let Ok(n) = v.trim().parse::<usize>() {
+            if n > 0 {
+                return n;
+            }
+        }
+    }
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn state() -> &'static PoolState {
+    INIT.get_or_init(|| {
+        let s = Box::into_raw(Box::new(PoolState::new(default_threads())));
+        STATE.store(s, Ordering::SeqCst);
+    });
+    // SAFETY: STATE always points to a leaked, never-freed PoolState once INIT ran.
+    unsafe { &*STATE.load(Ordering::SeqCst) }
+}
+
+/// Parses a `PYLSTM_NUM_THREADS` value: a positive integer.
+pub fn parse_thread_count(v: &str) -> Result<usize> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(LstmError::Value(format!(
+            "PYLSTM_NUM_THREADS: expected a positive integer, got {v:?}"
+        ))),
+    }
+}
+
+/// The number of threads the engine uses.
+pub fn num_threads() -> usize {
+    state().threads.load(Ordering::SeqCst)
+}
+
+/// Sets the number of threads the engine uses (at least 1). The pool is rebuilt lazily.
+pub fn set_num_threads(n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(LstmError::Value(
+            "num_threads: expected a positive integer, got 0".into(),
+        ));
+    }
+    let s = state();
+    let _guard = s.run_lock.lock().unwrap_or_else(|e| e.into_inner());
+    s.threads.store(n, Ordering::SeqCst);
+    *s.pool.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    Ok(())
+}
+
+/// Forgets the pool without touching it: call in a forked child, where the parent's worker
+/// threads do not exist and its locks may be held by threads that will never run.
+pub fn reset_after_fork() {
+    let threads = INIT
+        .get()
+        .map(|_| num_threads())
+        .unwrap_or_else(default_threads);
+    let fresh = Box::into_raw(Box::new(PoolState::new(threads)));
+    INIT.get_or_init(|| ());
+    // The old state is leaked on purpose: its mutexes may be locked forever in this process.
+    STATE.store(fresh, Ordering::SeqCst);
+}
+
+fn pool(s: &PoolState) -> Result<Arc<rayon::ThreadPool>> {
+    let mut slot = s.pool.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = slot.as_ref() {
+        return Ok(p.clone());
+    }
+    let n = s.threads.load(Ordering::SeqCst);
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("pylstm-{i}"))
+        .build()
+        .map_err(|e| LstmError::Internal(format!("could not start {n} threads: {e}")))?;
+    let p = Arc::new(p);
+    *slot = Some(p.clone());
+    Ok(p)
+}
+
+/// Runs `f` inside the engine's pool with exclusive use of it. Panics inside are caught and
+/// returned as [`LstmError::Internal`].
+pub(crate) fn with_pool<R: Send>(f: impl FnOnce(usize) -> R + Send) -> Result<R> {
+    let s = state();
+    let _guard = s.run_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let n = s.threads.load(Ordering::SeqCst);
+    let out = if n <= 1 {
+        catch_unwind(AssertUnwindSafe(|| f(1)))
+    } else {
+        let p = pool(s)?;
+        catch_unwind(AssertUnwindSafe(|| p.install(|| f(n))))
+    };
+    out.map_err(|e| LstmError::Internal(panic_message(&e)))
+}
+
+/// Runs `work(worker_index)` on `n` workers at once, all inside the current pool (must be
+/// called from [`with_pool`] with `n` no larger than its thread count). The workers may wait on
+/// [`SpinBarrier`]s shared between them: every one of them runs concurrently.
+pub(crate) fn broadcast(n: usize, work: impl Fn(usize) + Sync) {
+    if n <= 1 {
+        work(0);
+        return;
+    }
+    let poisoned = &AtomicBool::new(false);
+    let work = &work;
+    rayon::scope(|scope| {
+        for w in 1..n {
+            scope.spawn(move |_| run_guarded(poisoned, || work(w)));
+        }
+        run_guarded(poisoned, || work(0));
+    });
+}
+
+fn run_guarded(poisoned: &AtomicBool, f: impl FnOnce()) {
+    if let Err(e) = catch_unwind(AssertUnwindSafe(f)) {
+        poisoned.store(true, Ordering::SeqCst);
+        POISON_EPOCH.fetch_add(1, Ordering::SeqCst);
+        resume_unwind(e);
+    }
+}
+
+/// Bumped whenever a worker panics, so spinning partners give up instead of waiting forever.
+static POISON_EPOCH: AtomicUsize = AtomicUsize::new(0);
+
+fn panic_message(e: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = e.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = e.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a worker thread panicked".to_string()
+    }
+}
+
+/// A sense-reversing barrier for a fixed team of threads that all run at once: one atomic
+/// add per arrival and a short spin, far cheaper than a task spawn per time step.
+pub(crate) struct SpinBarrier {
+    n: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+    epoch: usize,
+}
+
+impl SpinBarrier {
+    pub(crate) fn new(n: usize) -> Self {
+        SpinBarrier {
+            n,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+            epoch: POISON_EPOCH.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Waits until all `n` team members have arrived.
+    pub(crate) fn wait(&self) {
+        if self.n <= 1 {
+            return;
+        }
+        let gen = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == gen {
+            spins += 1;
+            if spins < 4096 {
+                std::hint::spin_loop();
+            } else {
+                if POISON_EPOCH.load(Ordering::Relaxed) != self.epoch {
+                    panic!("a partner thread panicked");
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Splits `0..len` into `parts` contiguous ranges whose boundaries are multiples of `align`
+/// where possible; returns the range of part `i`.
+pub(crate) fn split_range(len: usize, parts: usize, i: usize, align: usize) -> (usize, usize) {
+    let parts = parts.max(1);
+    let chunks = len.div_ceil(align);
+    let base = chunks / parts;
+    let extra = chunks % parts;
+    let start_chunk = i * base + i.min(extra);
+    let my = base + usize::from(i < extra);
+    let start = (start_chunk * align).min(len);
+    let end = ((start_chunk + my) * align).min(len);
+    (start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_range_covers_everything_once() {
+        for len in [0usize, 1, 7, 16, 100, 513] {
+            for parts in 1..6 {
+                let mut next = 0;
+                for i in 0..parts {
+                    let (a, b) = split_range(len, parts, i, 16);
+                    assert_eq!(a, next);
+                    assert!(b >= a);
+                    next = b;
+                }
+                assert_eq!(next, len);
+            }
+        }
+    }
+
+    #[test]
+    fn barrier_orders_phases() {
+        let n = 2;
+        let counter = AtomicUsize::new(0);
+        let bar = SpinBarrier::new(n);
+        with_pool(|threads| {
+            let team = threads.min(n);
+            let bar = SpinBarrier::new(team);
+            broadcast(team, |_| {
+                for round in 0..100 {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    bar.wait();
+                    assert!(counter.load(Ordering::SeqCst) >= (round + 1) * team);
+                    bar.wait();
+                }
+            });
+        })
+        .unwrap();
+        drop(bar);
+    }
+
+    #[test]
+    fn thread_count_rejects_zero() {
+        assert!(set_num_threads(0).is_err());
+        assert!(parse_thread_count("x").is_err());
+        assert_eq!(parse_thread_count(" 3 ").unwrap(), 3);
+    }
+}

@@ -1,0 +1,440 @@
+//! `network_forward` / `network_backward`: the one entry point for both the ONNX operator (one
+//! layer, ONNX gate order, every attribute) and PyTorch-style stacks (several layers,
+//! projections, inter-layer dropout masks).
+
+use lstm_core::{
+    network_backward as core_backward, network_forward as core_forward, Activation, CellOps,
+    DirParams, GateOrder, LayerShape, NetworkTape, Real, Schedule,
+};
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArrayDyn};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::arrays::{borrow, borrow_opt, data};
+use crate::errors::{to_py, DTypeError, LstmValueError, ShapeError, TapeError};
+
+/// Settings fixed by the forward pass and reused by the backward pass.
+#[derive(Clone, Debug)]
+struct NetConfig {
+    shape: LayerShape,
+    layers: usize,
+    reverse: Vec<bool>,
+    ops: Vec<CellOps>,
+    steps: usize,
+    batch: usize,
+}
+
+enum TapeData {
+    F32(NetworkTape<f32>),
+    F64(NetworkTape<f64>),
+}
+
+/// What a forward pass saved for its backward pass. Opaque; several may be pending at once.
+#[pyclass(module = "pylstm._core", frozen)]
+pub struct Tape {
+    cfg: NetConfig,
+    data: TapeData,
+}
+
+#[pymethods]
+impl Tape {
+    /// Bytes of memory the tape holds.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        match &self.data {
+            TapeData::F32(t) => t.nbytes(),
+            TapeData::F64(t) => t.nbytes(),
+        }
+    }
+
+    /// The dtype the tape was made with.
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        match &self.data {
+            TapeData::F32(_) => "float32",
+            TapeData::F64(_) => "float64",
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Tape(layers={}, directions={}, steps={}, batch={}, dtype={}, nbytes={})",
+            self.cfg.layers,
+            self.cfg.reverse.len(),
+            self.cfg.steps,
+            self.cfg.batch,
+            self.dtype(),
+            self.nbytes()
+        )
+    }
+}
+
+fn parse_ops(
+    activations: &[Vec<(String, Option<f64>, Option<f64>)>],
+    clip: Option<f64>,
+    input_forget: bool,
+    nd: usize,
+) -> PyResult<Vec<CellOps>> {
+    if activations.len() != nd {
+        return Err(LstmValueError::new_err(format!(
+            "activations: expected {} functions ({nd} directions x 3), got {}",
+            3 * nd,
+            3 * activations.len()
+        )));
+    }
+    if let Some(c) = clip {
+        if c.is_nan() || c <= 0.0 {
+            return Err(LstmValueError::new_err(format!(
+                "clip: expected a positive number, got {c}"
+            )));
+        }
+    }
+    activations
+        .iter()
+        .map(|fgh| {
+            if fgh.len() != 3 {
+                return Err(LstmValueError::new_err(format!(
+                    "activations: expected 3 functions per direction, got {}",
+                    fgh.len()
+                )));
+            }
+            let act =
+                |k: usize| Activation::from_name(&fgh[k].0, fgh[k].1, fgh[k].2).map_err(to_py);
+            Ok(CellOps {
+                f: act(0)?,
+                g: act(1)?,
+                h: act(2)?,
+                clip,
+                input_forget,
+            })
+        })
+        .collect()
+}
+
+type Borrowed<'py, F> = Vec<Vec<[Option<PyReadonlyArrayDyn<'py, F>>; 5]>>;
+
+fn borrow_layers<'py, F: Element>(
+    layers: &Bound<'py, PyList>,
+    nd: usize,
+) -> PyResult<Borrowed<'py, F>> {
+    let names = ["W", "R", "B", "P", "weight_hr"];
+    let mut out = Vec::new();
+    for (l, layer) in layers.iter().enumerate() {
+        let dirs = layer.cast::<PyList>().map_err(|_| {
+            ShapeError::new_err(format!("layers[{l}]: expected a list of directions"))
+        })?;
+        if dirs.len() != nd {
+            return Err(ShapeError::new_err(format!(
+                "layers[{l}]: expected {nd} directions, got {}",
+                dirs.len()
+            )));
+        }
+        let mut per_dir = Vec::new();
+        for (d, item) in dirs.iter().enumerate() {
+            let parts: Vec<Bound<'py, PyAny>> = item.extract().map_err(|_| {
+                ShapeError::new_err(format!(
+                    "layers[{l}][{d}]: expected (W, R, B, P, weight_hr)"
+                ))
+            })?;
+            if parts.len() != 5 {
+                return Err(ShapeError::new_err(format!(
+                    "layers[{l}][{d}]: expected 5 entries (W, R, B, P, weight_hr), got {}",
+                    parts.len()
+                )));
+            }
+            let mut arrs: [Option<PyReadonlyArrayDyn<'py, F>>; 5] = Default::default();
+            for k in 0..5 {
+                arrs[k] = borrow_opt(names[k], Some(&parts[k]))?;
+            }
+            if arrs[0].is_none() || arrs[1].is_none() {
+                return Err(ShapeError::new_err(format!(
+                    "layers[{l}][{d}]: W and R are required"
+                )));
+            }
+            per_dir.push(arrs);
+        }
+        out.push(per_dir);
+    }
+    Ok(out)
+}
+
+fn dir_params<'a, F: Element + Real>(
+    b: &'a Borrowed<'_, F>,
+    reverse: &[bool],
+    ops: &[CellOps],
+) -> Vec<Vec<DirParams<'a, F>>> {
+    b.iter()
+        .map(|dirs| {
+            dirs.iter()
+                .enumerate()
+                .map(|(d, a)| DirParams {
+                    w: a[0].as_ref().map(data).unwrap_or(&[]),
+                    r: a[1].as_ref().map(data).unwrap_or(&[]),
+                    bias: a[2].as_ref().map(data),
+                    peephole: a[3].as_ref().map(data),
+                    proj: a[4].as_ref().map(data),
+                    reverse: reverse[d],
+                    ops: ops[d],
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn to_numpy<'py, F: Element>(
+    py: Python<'py>,
+    v: Vec<F>,
+    shape: Vec<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(v.into_pyarray(py).reshape(shape)?.into_any())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_typed<'py, F: Element + Real>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    layers: &Bound<'py, PyList>,
+    cfg: NetConfig,
+    h0: Option<&Bound<'py, PyAny>>,
+    c0: Option<&Bound<'py, PyAny>>,
+    lengths: Option<Vec<i64>>,
+    masks: Option<&Bound<'py, PyList>>,
+    keep_tape: bool,
+    wrap: fn(NetworkTape<F>) -> TapeData,
+) -> PyResult<(
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Option<Tape>,
+)> {
+    let nd = cfg.reverse.len();
+    let xa = borrow::<F>("X", x)?;
+    let h0a = borrow_opt::<F>("initial_h", h0)?;
+    let c0a = borrow_opt::<F>("initial_c", c0)?;
+    let borrowed = borrow_layers::<F>(layers, nd)?;
+    let mut mask_arrays = Vec::new();
+    if let Some(ms) = masks {
+        for (k, m) in ms.iter().enumerate() {
+            mask_arrays.push(borrow_opt::<F>(&format!("dropout mask {k}"), Some(&m))?);
+        }
+    }
+    let lengths: Option<Vec<usize>> = match lengths {
+        None => None,
+        Some(v) => Some(
+            v.iter()
+                .enumerate()
+                .map(|(b, &n)| {
+                    usize::try_from(n).map_err(|_| LstmValueError::new_err(format!("sequence_lens: expected each length in 1..={}, got {n} at batch index {b}", cfg.steps)))
+                })
+                .collect::<PyResult<_>>()?,
+        ),
+    };
+    let sched = Schedule::new(cfg.steps, cfg.batch, lengths.as_deref()).map_err(to_py)?;
+    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops);
+    let xs = data(&xa);
+    let h0s = h0a.as_ref().map(data);
+    let c0s = c0a.as_ref().map(data);
+    let ms: Vec<Option<&[F]>> = mask_arrays.iter().map(|m| m.as_ref().map(data)).collect();
+    let shape = cfg.shape;
+    let out = py
+        .detach(|| core_forward(&shape, &params, &sched, xs, h0s, c0s, &ms, keep_tape))
+        .map_err(to_py)?;
+    let (t, b, p, h, l) = (cfg.steps, cfg.batch, shape.out(), shape.hidden, cfg.layers);
+    let tape = out.tape.map(|tp| Tape {
+        cfg: cfg.clone(),
+        data: wrap(tp),
+    });
+    Ok((
+        to_numpy(py, out.y, vec![t, b, nd * p])?,
+        to_numpy(py, out.hn, vec![l * nd, b, p])?,
+        to_numpy(py, out.cn, vec![l * nd, b, h])?,
+        tape,
+    ))
+}
+
+/// Runs a stack of LSTM layers forward.
+///
+/// `layers[l][d]` is `(W, R, B, P, weight_hr)` (B, P and weight_hr may be None), `x` is
+/// `[T, B, I]`. Returns `(y [T, B, D*P], h_n [L*D, B, P], c_n [L*D, B, H], tape or None)`.
+#[pyfunction]
+#[pyo3(signature = (x, layers, *, hidden_size, proj_size, order, reverse, activations, clip=None, input_forget=false, h0=None, c0=None, lengths=None, masks=None, keep_tape=false))]
+#[allow(clippy::too_many_arguments)]
+pub fn network_forward<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    layers: &Bound<'py, PyList>,
+    hidden_size: usize,
+    proj_size: usize,
+    order: &str,
+    reverse: Vec<bool>,
+    activations: Vec<Vec<(String, Option<f64>, Option<f64>)>>,
+    clip: Option<f64>,
+    input_forget: bool,
+    h0: Option<&Bound<'py, PyAny>>,
+    c0: Option<&Bound<'py, PyAny>>,
+    lengths: Option<Vec<i64>>,
+    masks: Option<&Bound<'py, PyList>>,
+    keep_tape: bool,
+) -> PyResult<(
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Option<Tape>,
+)> {
+    let nd = reverse.len();
+    if nd == 0 || nd > 2 {
+        return Err(LstmValueError::new_err(format!(
+            "direction: expected 1 or 2 directions, got {nd}"
+        )));
+    }
+    if layers.is_empty() {
+        return Err(LstmValueError::new_err(
+            "num_layers: expected at least 1, got 0",
+        ));
+    }
+    let order = match order {
+        "onnx" => GateOrder::ONNX,
+        "torch" => GateOrder::TORCH,
+        other => {
+            return Err(LstmValueError::new_err(format!(
+                "order: expected 'onnx' or 'torch', got {other:?}"
+            )))
+        }
+    };
+    let ops = parse_ops(&activations, clip, input_forget, nd)?;
+    let dims: Vec<usize> = x.getattr("shape")?.extract()?;
+    if dims.len() != 3 {
+        return Err(ShapeError::new_err(format!(
+            "X: expected 3 dimensions [seq_length, batch_size, input_size], got shape {dims:?}"
+        )));
+    }
+    let cfg = NetConfig {
+        shape: LayerShape {
+            input: dims[2],
+            hidden: hidden_size,
+            proj: proj_size,
+            order,
+        },
+        layers: layers.len(),
+        reverse,
+        ops,
+        steps: dims[0],
+        batch: dims[1],
+    };
+    let dtype: String = x.getattr("dtype")?.str()?.to_string();
+    match dtype.as_str() {
+        "float32" => forward_typed::<f32>(
+            py,
+            x,
+            layers,
+            cfg,
+            h0,
+            c0,
+            lengths,
+            masks,
+            keep_tape,
+            TapeData::F32,
+        ),
+        "float64" => forward_typed::<f64>(
+            py,
+            x,
+            layers,
+            cfg,
+            h0,
+            c0,
+            lengths,
+            masks,
+            keep_tape,
+            TapeData::F64,
+        ),
+        other => Err(DTypeError::new_err(format!(
+            "X: expected dtype float32 or float64, got {other}"
+        ))),
+    }
+}
+
+type Grads<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    Vec<Vec<Bound<'py, PyDict>>>,
+);
+
+fn backward_typed<'py, F: Element + Real>(
+    py: Python<'py>,
+    cfg: &NetConfig,
+    tape: &NetworkTape<F>,
+    layers: &Bound<'py, PyList>,
+    dy: Option<&Bound<'py, PyAny>>,
+    dhn: Option<&Bound<'py, PyAny>>,
+    dcn: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Grads<'py>> {
+    let nd = cfg.reverse.len();
+    if layers.len() != cfg.layers {
+        return Err(TapeError::new_err(format!(
+            "layers: the tape was made by {} layers, got {}",
+            cfg.layers,
+            layers.len()
+        )));
+    }
+    let borrowed = borrow_layers::<F>(layers, nd)?;
+    let dya = borrow_opt::<F>("dy", dy)?;
+    let dha = borrow_opt::<F>("dh_n", dhn)?;
+    let dca = borrow_opt::<F>("dc_n", dcn)?;
+    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops);
+    let (dys, dhs, dcs) = (
+        dya.as_ref().map(data),
+        dha.as_ref().map(data),
+        dca.as_ref().map(data),
+    );
+    let shape = cfg.shape;
+    let g = py
+        .detach(|| core_backward(&shape, &params, tape, dys, dhs, dcs))
+        .map_err(to_py)?;
+    let (t, b, p, h, l) = (cfg.steps, cfg.batch, shape.out(), shape.hidden, cfg.layers);
+    let mut grads = Vec::new();
+    for (li, dirs) in g.layers.into_iter().enumerate() {
+        let input = if li == 0 { shape.input } else { nd * p };
+        let mut per_dir = Vec::new();
+        for dg in dirs {
+            let dict = PyDict::new(py);
+            dict.set_item("W", to_numpy(py, dg.w, vec![4 * h, input])?)?;
+            dict.set_item("R", to_numpy(py, dg.r, vec![4 * h, p])?)?;
+            dict.set_item("B", to_numpy(py, dg.bias, vec![4 * h])?)?;
+            if let Some(v) = dg.peephole {
+                dict.set_item("P", to_numpy(py, v, vec![3 * h])?)?;
+            }
+            if let Some(v) = dg.proj {
+                dict.set_item("weight_hr", to_numpy(py, v, vec![p, h])?)?;
+            }
+            per_dir.push(dict);
+        }
+        grads.push(per_dir);
+    }
+    Ok((
+        to_numpy(py, g.dx, vec![t, b, shape.input])?,
+        to_numpy(py, g.dh0, vec![l * nd, b, p])?,
+        to_numpy(py, g.dc0, vec![l * nd, b, h])?,
+        grads,
+    ))
+}
+
+/// Runs the backward pass of the forward pass that made `tape`, with the same weights.
+/// Returns `(dx [T, B, I], dh0 [L*D, B, P], dc0 [L*D, B, H], grads)`, `grads[l][d]` a dict with
+/// keys `W`, `R`, `B` and, where present, `P` and `weight_hr`.
+#[pyfunction]
+#[pyo3(signature = (tape, layers, dy=None, dh_n=None, dc_n=None))]
+pub fn network_backward<'py>(
+    py: Python<'py>,
+    tape: &Bound<'py, Tape>,
+    layers: &Bound<'py, PyList>,
+    dy: Option<&Bound<'py, PyAny>>,
+    dh_n: Option<&Bound<'py, PyAny>>,
+    dc_n: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Grads<'py>> {
+    let t = tape.get();
+    match &t.data {
+        TapeData::F32(tp) => backward_typed::<f32>(py, &t.cfg, tp, layers, dy, dh_n, dc_n),
+        TapeData::F64(tp) => backward_typed::<f64>(py, &t.cfg, tp, layers, dy, dh_n, dc_n),
+    }
+}

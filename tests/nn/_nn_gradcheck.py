@@ -1,0 +1,65 @@
+"""Central finite-difference gradient checks shared by the nn tests (float64)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+EPS = 1e-6
+RTOL = 1e-5
+ATOL = 1e-7
+
+
+def numeric_grad(f: Callable[[], float], x: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """d f / d x by central differences, perturbing ``x`` in place."""
+    g = np.zeros_like(x, dtype=np.float64)
+    for idx in np.ndindex(x.shape):
+        old = x[idx]
+        x[idx] = old + eps
+        fp = f()
+        x[idx] = old - eps
+        fm = f()
+        x[idx] = old
+        g[idx] = (fp - fm) / (2 * eps)
+    return g
+
+
+def assert_close(analytic: np.ndarray, numeric: np.ndarray, what: str) -> None:
+    assert analytic.shape == numeric.shape, f"{what}: shape {analytic.shape} != {numeric.shape}"
+    np.testing.assert_allclose(analytic, numeric, rtol=RTOL, atol=ATOL, err_msg=what)
+
+
+def check_grads(
+    run: Callable[[bool], tuple[Sequence[np.ndarray], object]],
+    backward: Callable[[object, list[np.ndarray]], Sequence[np.ndarray | None]],
+    inputs: Sequence[np.ndarray],
+    module=None,
+    seed: int = 0,
+) -> None:
+    """Check input and parameter gradients.
+
+    ``run(requires_grad) -> (outputs, tape)``; ``backward(tape, douts) -> grads`` aligned with
+    ``inputs``. The scalar checked is ``sum_k <outputs[k], R_k>`` with fixed random ``R_k``.
+    ``module``: its parameters (``named_parameters``/``named_grads``) are checked too.
+    """
+    outs, tape = run(True)
+    rng = np.random.default_rng(seed)
+    weights = [rng.standard_normal(np.shape(o)) for o in outs]
+
+    def scalar() -> float:
+        o, _ = run(False)
+        return float(sum(np.sum(a * w) for a, w in zip(o, weights, strict=True)))
+
+    if module is not None:
+        module.zero_grad()
+    dins = backward(tape, [w.astype(o.dtype) for w, o in zip(weights, outs, strict=True)])
+    assert len(dins) == len(inputs)
+    for i, (x, dx) in enumerate(zip(inputs, dins, strict=True)):
+        assert dx is not None, f"input {i} has no gradient"
+        assert_close(dx, numeric_grad(scalar, x), f"input {i}")
+    if module is not None:
+        grads = dict(module.named_grads())
+        assert grads, "module has no parameters to check"
+        for name, p in module.named_parameters():
+            assert_close(grads[name].copy(), numeric_grad(scalar, p), f"parameter {name}")
