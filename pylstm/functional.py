@@ -5,8 +5,8 @@ the specification is silent or ambiguous, this follows onnxruntime's CPU kernel:
 
 * ``activation_alpha`` / ``activation_beta`` are consumed in order only by the activation
   functions that take them (Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu);
-  missing values take onnxruntime's defaults (LeakyRelu 0.01, ThresholdedRelu 1.0, ScaledTanh
-  1.0/1.0, HardSigmoid 0.2/0.5, Elu 1.0, Affine 1.0/0.0).
+  missing values take onnxruntime's defaults (LeakyRelu 0.01, HardSigmoid 0.2/0.5, Elu 1.0;
+  onnxruntime has none for Affine, ScaledTanh and ThresholdedRelu, whose missing values are 0).
 * ``clip`` bounds each gate's input after the bias and peephole terms are added.
 * ``input_forget=1`` couples the forget gate to the input gate: ``f = 1 - i``.
 * With ``sequence_lens``, outputs past a sequence's length are zero and ``Y_h``/``Y_c`` are the
@@ -36,6 +36,9 @@ _ACTIVATION_PARAMS = {
     "affine": (1, 1), "scaledtanh": (1, 1), "hardsigmoid": (1, 1),
     "leakyrelu": (1, 0), "thresholdedrelu": (1, 0), "elu": (1, 0),
 }
+# onnxruntime's values for missing alpha/beta (rnn_helpers.cc): only these three have defaults;
+# every other function reads 0 for a missing parameter.
+_ACTIVATION_DEFAULTS = {"leakyrelu": (0.01, 0.0), "hardsigmoid": (0.2, 0.5), "elu": (1.0, 0.0)}
 
 
 def resolve_activations(activations: Sequence[str] | None, alpha: Sequence[float] | None,
@@ -57,8 +60,9 @@ def resolve_activations(activations: Sequence[str] | None, alpha: Sequence[float
             raise LstmValueError(f"activations: unknown activation function {name!r}; expected one "
                                  "of Relu, Tanh, Sigmoid, Affine, LeakyRelu, ThresholdedRelu, "
                                  "ScaledTanh, HardSigmoid, Elu, Softsign, Softplus")
-        a = float(alphas.pop(0)) if counts[0] and alphas else None
-        b = float(betas.pop(0)) if counts[1] and betas else None
+        default_a, default_b = _ACTIVATION_DEFAULTS.get(name.lower(), (0.0, 0.0))
+        a = (float(alphas.pop(0)) if alphas else default_a) if counts[0] else None
+        b = (float(betas.pop(0)) if betas else default_b) if counts[1] else None
         resolved.append((name, a, b))
     return [resolved[3 * d:3 * d + 3] for d in range(num_directions)]
 

@@ -78,8 +78,22 @@ class _ParamModule:
         yield from self.parameters.items()
 
     def zero_grad(self) -> None:
-        """Set every accumulated gradient to zero."""
-        self.grads = {k: np.zeros_like(v) for k, v in self.parameters.items()}
+        """Set every accumulated gradient to zero (in place: references stay valid)."""
+        for k, v in self.parameters.items():
+            g = self.grads.get(k)
+            if g is None or g.shape != v.shape or g.dtype != v.dtype:
+                self.grads[k] = np.zeros_like(v)
+            else:
+                g.fill(0)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The generator behind initialisation and dropout masks (seeded by ``seed``)."""
+        return self._rng
+
+    @rng.setter
+    def rng(self, value: np.random.Generator) -> None:
+        self._rng = value
 
     def train(self, mode: bool = True) -> _ParamModule:
         """Training mode: inter-layer dropout active."""
@@ -122,7 +136,9 @@ class _ParamModule:
         if problems:
             raise ShapeError(f"state_dict: {'; '.join(problems)}")
         for k, arr in arrays.items():
-            self.parameters[k] = np.ascontiguousarray(arr, dtype=self.dtype).copy()
+            # Copy into the existing arrays so references held elsewhere see the new values.
+            np.copyto(self.parameters[k], arr, casting="same_kind" if arr.dtype.kind == "f"
+                      else "unsafe")
         self.zero_grad()
         self.mark_updated()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import threading
@@ -9,8 +10,6 @@ import warnings
 
 import numpy as np
 import pytest
-
-import importlib
 
 import pylstm
 from pylstm.backends import onnxruntime_backend as ortb
@@ -619,3 +618,19 @@ def test_simulated_onnxruntime_gpu_without_cuda_falls_back_once(monkeypatch, cap
     assert "falling back" in msgs[0] and "CUDAExecutionProvider" in msgs[0]
     assert be.last_providers == ["CPUExecutionProvider"]
     assert "[E:onnxruntime" not in capfd.readouterr().err
+
+
+def test_onnxruntime_module_validates_like_rust():
+    m = pylstm.LSTM(3, 4, batch_first=True, seed=1).eval()
+    x = np.zeros((2, 5, 3), np.float32)
+    for backend in ("rust", "onnxruntime"):
+        with B.use_backend(backend):
+            with pytest.raises(pylstm.ShapeError, match="input_size"):
+                m(np.zeros((2, 5, 4), np.float32))
+            with pytest.raises(pylstm.LstmValueError, match="lengths"):
+                m(x, lengths=[6, 1])
+            y, (h, c) = m(x, lengths=[5, 2])
+            assert y.shape == (2, 5, 4) and not y[1, 2:].any()
+    cell = pylstm.LSTMCell(3, 4)
+    with pytest.raises(pylstm.ShapeError):
+        B.get_backend("onnxruntime").run_module(cell, np.zeros((2, 5), np.float32), None, None)

@@ -31,6 +31,7 @@ Importing this module does not import onnxruntime.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import warnings
 import weakref
@@ -277,9 +278,35 @@ class OnnxRuntimeBackend:
                 " (call module.eval() for inference)"
             )
         dt = np.dtype(spec.dtype)
+        prepare = getattr(module, "_prepare", None)
+        if spec.kind == "lstm" and callable(prepare):
+            # the engine's own validation (same errors as the rust path); it returns the input
+            # time-major, so the session graph is built time-major too
+            prep = prepare(x, hx, lengths)
+            spec = dataclasses.replace(spec, batch_first=False)
+            feeds = {"input": prep["x"]}
+            if prep["h0"] is not None:
+                feeds.update(h0=np.ascontiguousarray(prep["h0"]),
+                             c0=np.ascontiguousarray(prep["c0"]))
+            if prep["lens"] is not None:
+                feeds["lengths"] = np.asarray(prep["lens"], dtype=np.int64)
+            sess = self._module_session(module, spec, "h0" in feeds, "lengths" in feeds)
+            y, h_n, c_n = self._run(sess, feeds)
+            if prep["unbatched"]:
+                return (np.ascontiguousarray(y[:, 0]),
+                        (np.ascontiguousarray(h_n[:, 0]), np.ascontiguousarray(c_n[:, 0])))
+            if module.batch_first:
+                y = np.ascontiguousarray(y.transpose(1, 0, 2))
+            return y, (h_n, c_n)
         x = np.asarray(x)
         if x.dtype != dt:
             raise _dtype_error(f"x: expected dtype {dt.name}, got {x.dtype.name}")
+        want = (1, 2) if spec.kind == "cell" else (2, 3)
+        if x.ndim not in want or x.shape[-1] != spec.input_size:
+            raise _shape_error(
+                f"x: expected {want[1]} (or {want[0]}) dimensions with input_size "
+                f"{spec.input_size} last, got shape {list(x.shape)}"
+            )
         x = np.ascontiguousarray(x)
         h0 = c0 = None
         if hx is not None:
@@ -378,6 +405,16 @@ def _training_error(what: str) -> RuntimeError:
         f"backend 'onnxruntime' is inference-only: {what} needs the 'rust' backend "
         "(backend='rust', use_backend('rust') or set_backend('rust'))"
     )
+
+
+def _shape_error(message: str) -> Exception:
+    try:
+        import pylstm
+
+        cls = getattr(pylstm, "ShapeError", ValueError)
+    except Exception:  # pragma: no cover
+        cls = ValueError
+    return cls(message)
 
 
 def _dtype_error(message: str) -> Exception:

@@ -64,7 +64,16 @@ class RustBackend:
         from pylstm import functional
 
         onnx_args.pop("backend", None)
-        return functional.lstm(**onnx_args, backend="rust")
+        # ``layout_out`` (from functional.lstm): inputs are already in layout 0, outputs wanted
+        # in layout ``layout_out``
+        layout_out = onnx_args.pop("layout_out", None)
+        out = functional.lstm(**onnx_args, backend="rust")
+        if layout_out and not onnx_args.get("layout"):
+            Y, Y_h, Y_c = out[:3]
+            out = (np.ascontiguousarray(Y.transpose(2, 0, 1, 3)),
+                   np.ascontiguousarray(Y_h.transpose(1, 0, 2)),
+                   np.ascontiguousarray(Y_c.transpose(1, 0, 2)), *out[3:])
+        return out
 
     def run_module(
         self, module: Any, x: np.ndarray, hx: Any, lengths: np.ndarray | None

@@ -302,9 +302,12 @@ def _read_lstm_nodes(model: Any) -> LstmGraphInfo:
         srcs = _trace_sources(out.name, producers, _STATE_GLUE, data)
         bad = [s for s in srcs if s not in lstm_outputs]
         if bad:
+            via = ", ".join(
+                _describe(producers[b]) if b in producers else f"input {b!r}" for b in bad
+            )
             problems.append(
                 f"graph output {out.name!r} is not a re-arrangement of LSTM outputs "
-                f"(it also depends on {', '.join(repr(b) for b in bad)})"
+                f"(it comes from {via})"
             )
 
     # -- each LSTM node

@@ -96,11 +96,11 @@ def save_checkpoint(
             k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in state.items()
         },
     }
-    rng_states = {
-        name: mod.rng.bit_generator.state
-        for name, mod in model.named_modules()
-        if isinstance(getattr(mod, "rng", None), np.random.Generator)
-    }
+    rng_states = {}
+    for name, mod in model.named_modules():
+        rng = getattr(mod, "rng", None)
+        if isinstance(rng, np.random.Generator):
+            rng_states[name] = rng.bit_generator.state
     if rng_states:
         meta["rng_states"] = rng_states
     opt_arrays: dict[str, np.ndarray] = {}
@@ -165,10 +165,10 @@ def load_checkpoint(
     if model is not None:
         model.load_state_dict(load_weights(src / WEIGHTS), strict=strict)
         modules = dict(model.named_modules())
-        for name, state in meta.get("rng_states", {}).items():
+        for name, rng_state in meta.get("rng_states", {}).items():
             rng = getattr(modules.get(name), "rng", None)
             if isinstance(rng, np.random.Generator):
-                rng.bit_generator.state = state
+                rng.bit_generator.state = rng_state
     if optimizer is not None:
         saved = meta.get("optimizer")
         if saved is None:

@@ -195,8 +195,8 @@ class Module:
             mod.mark_updated()
 
     # ----------------------------------------------------------------- compute
-    def forward(self, *args: Any, requires_grad: bool = False, **kwargs: Any) -> tuple[Any, Any]:
-        """Return ``(out, tape)``; ``tape`` is ``None`` unless ``requires_grad``."""
+    def forward(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """Return ``(out, tape)``; ``tape`` is ``None`` unless ``requires_grad=True``."""
         raise NotImplementedError
 
     def backward(self, tape: Any, *grads: Any, **kwargs: Any) -> Any:

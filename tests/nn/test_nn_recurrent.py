@@ -191,7 +191,7 @@ def test_real_engine_linear_lstm_linear_finite_differences(kwargs):
     layers = kwargs.get("num_layers", 1) * d
     model = Seq(lstm, 5, out_h * d)
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 3, 5))
+    x = rng.standard_normal((2, 3, 5) if kwargs.get("batch_first") else (3, 2, 5))  # B = 2
     hx = (rng.standard_normal((layers, 2, out_h)), rng.standard_normal((layers, 2, 4)))
     _check_seq(model, x, hx)
     _check_seq(model, x, None)
@@ -243,3 +243,44 @@ def test_real_engine_checkpoint_round_trip(tmp_path):
     nn.load_checkpoint(tmp_path, other)
     for (n, p), (_, q) in zip(model.named_parameters(), other.named_parameters(), strict=True):
         assert p.tobytes() == q.tobytes(), n
+
+
+def _lstm_training_run(threads):
+    pylstm.set_num_threads(threads)
+    model = Seq(nn.LSTM(3, 8, num_layers=2, dropout=0.3, dtype=F64, seed=11), 5, 8)
+    opt = nn.Adam(model, lr=0.01)
+    loss = nn.MSELoss()
+    rng = np.random.default_rng(0)
+    x, target = rng.standard_normal((6, 4, 5)), rng.standard_normal((6, 4, 2))
+    losses = []
+    for _ in range(3):
+        model.zero_grad()
+        (y, h, c), tape = model.forward(x, requires_grad=True)
+        value, lt = loss.forward(y, target, requires_grad=True)
+        model.backward(tape, loss.backward(lt), None, None)
+        nn.clip_grad_norm_(model, 1.0)
+        opt.step()
+        losses.append(value)
+    return losses, {n: p.tobytes() for n, p in model.named_parameters()}
+
+
+@needs_engine
+def test_real_engine_training_is_deterministic():
+    before = pylstm.get_num_threads()
+    try:
+        for threads in (1, 2):
+            assert _lstm_training_run(threads) == _lstm_training_run(threads)
+    finally:
+        pylstm.set_num_threads(before)
+
+
+@needs_engine
+def test_real_engine_dropout_stream_restored_by_checkpoint(tmp_path):
+    pytest.importorskip("safetensors")
+    x = np.random.default_rng(0).standard_normal((4, 2, 3))
+    a = nn.LSTM(3, 4, num_layers=2, dropout=0.5, dtype=F64, seed=1)
+    a(x)  # advance the dropout stream
+    nn.save_checkpoint(tmp_path, a)
+    b = nn.LSTM(3, 4, num_layers=2, dropout=0.5, dtype=F64, seed=2)
+    nn.load_checkpoint(tmp_path, b)
+    np.testing.assert_array_equal(a(x)[0], b(x)[0])  # same weights and same next masks

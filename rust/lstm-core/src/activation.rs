@@ -91,20 +91,11 @@ impl Activation {
             "relu" => Activation::Relu,
             "tanh" => Activation::Tanh,
             "sigmoid" => Activation::Sigmoid,
-            "affine" => Activation::Affine {
-                alpha: a(1.0),
-                beta: b(0.0),
-            },
+            "affine" => Activation::Affine { alpha: a(1.0), beta: b(0.0) },
             "leakyrelu" => Activation::LeakyRelu { alpha: a(0.01) },
             "thresholdedrelu" => Activation::ThresholdedRelu { alpha: a(1.0) },
-            "scaledtanh" => Activation::ScaledTanh {
-                alpha: a(1.0),
-                beta: b(1.0),
-            },
-            "hardsigmoid" => Activation::HardSigmoid {
-                alpha: a(0.2),
-                beta: b(0.5),
-            },
+            "scaledtanh" => Activation::ScaledTanh { alpha: a(1.0), beta: b(1.0) },
+            "hardsigmoid" => Activation::HardSigmoid { alpha: a(0.2), beta: b(0.5) },
             "elu" => Activation::Elu { alpha: a(1.0) },
             "softsign" => Activation::Softsign,
             "softplus" => Activation::Softplus,
@@ -141,6 +132,8 @@ pub trait MathImpl {
     fn exp<F: Real>(x: F) -> F;
     /// `tanh(x)`.
     fn tanh<F: Real>(x: F) -> F;
+    /// `a * b + c`, fused where the instruction set has FMA.
+    fn fma<F: Real>(a: F, b: F, c: F) -> F;
 }
 
 /// Library math: the reference for every SIMD path.
@@ -153,6 +146,10 @@ impl MathImpl for LibMath {
     #[inline(always)]
     fn tanh<F: Real>(x: F) -> F {
         x.tanh()
+    }
+    #[inline(always)]
+    fn fma<F: Real>(a: F, b: F, c: F) -> F {
+        a * b + c
     }
 }
 
@@ -168,6 +165,10 @@ impl MathImpl for PolyMath {
         // tanh(x) = 1 - 2 / (e^{2x} + 1): absolute error near machine epsilon everywhere.
         let two = F::from_f64(2.0);
         F::ONE - two / ((two * x).fast_exp() + F::ONE)
+    }
+    #[inline(always)]
+    fn fma<F: Real>(a: F, b: F, c: F) -> F {
+        a.mul_add(b, c)
     }
 }
 
@@ -197,12 +198,10 @@ fn apply_one<F: Real, M: MathImpl>(act: &Activation, x: F) -> F {
                 F::ZERO
             }
         }
-        Activation::ScaledTanh { alpha, beta } => {
-            F::from_f64(alpha) * M::tanh(F::from_f64(beta) * x)
+        Activation::ScaledTanh { alpha, beta } => F::from_f64(alpha) * M::tanh(F::from_f64(beta) * x),
+        Activation::HardSigmoid { alpha, beta } => {
+            (F::from_f64(alpha) * x + F::from_f64(beta)).max_v(F::ZERO).min_v(F::ONE)
         }
-        Activation::HardSigmoid { alpha, beta } => (F::from_f64(alpha) * x + F::from_f64(beta))
-            .max_v(F::ZERO)
-            .min_v(F::ONE),
         Activation::Elu { alpha } => {
             if x >= F::ZERO {
                 x
@@ -299,12 +298,7 @@ pub(crate) fn apply_slice<F: Real, M: MathImpl>(act: &Activation, xs: &[F], ys: 
 
 /// Multiplies `gs` by the derivative of `act` at `xs` (with outputs `ys`), element-wise.
 #[inline(always)]
-pub(crate) fn mul_derivative_slice<F: Real, M: MathImpl>(
-    act: &Activation,
-    xs: &[F],
-    ys: &[F],
-    gs: &mut [F],
-) {
+pub(crate) fn mul_derivative_slice<F: Real, M: MathImpl>(act: &Activation, xs: &[F], ys: &[F], gs: &mut [F]) {
     let n = gs.len();
     match act {
         Activation::Sigmoid => {
@@ -330,10 +324,7 @@ mod tests {
     use super::*;
 
     fn all() -> Vec<Activation> {
-        ACTIVATION_NAMES
-            .iter()
-            .map(|n| Activation::from_name(n, Some(0.7), Some(0.3)).unwrap())
-            .collect()
+        ACTIVATION_NAMES.iter().map(|n| Activation::from_name(n, Some(0.7), Some(0.3)).unwrap()).collect()
     }
 
     #[test]
@@ -343,10 +334,7 @@ mod tests {
                 let h = 1e-6;
                 let fd = (act.apply(x + h) - act.apply(x - h)) / (2.0 * h);
                 let an = act.derivative(x, act.apply(x));
-                assert!(
-                    (fd - an).abs() < 1e-6,
-                    "{act:?} at {x}: fd {fd} analytic {an}"
-                );
+                assert!((fd - an).abs() < 1e-6, "{act:?} at {x}: fd {fd} analytic {an}");
             }
         }
     }
@@ -360,11 +348,7 @@ mod tests {
             apply_slice::<f32, PolyMath>(&act, &xs, &mut a);
             apply_slice::<f32, LibMath>(&act, &xs, &mut b);
             for i in 0..xs.len() {
-                assert!(
-                    (a[i] - b[i]).abs() <= 2e-6 * (1.0 + b[i].abs()),
-                    "{act:?} x={}",
-                    xs[i]
-                );
+                assert!((a[i] - b[i]).abs() <= 2e-6 * (1.0 + b[i].abs()), "{act:?} x={}", xs[i]);
             }
         }
     }
@@ -377,13 +361,7 @@ mod tests {
 
     #[test]
     fn names_are_case_insensitive() {
-        assert_eq!(
-            Activation::from_name("tAnH", None, None).unwrap(),
-            Activation::Tanh
-        );
-        assert_eq!(
-            Activation::from_name("leakyrelu", None, None).unwrap(),
-            Activation::LeakyRelu { alpha: 0.01 }
-        );
+        assert_eq!(Activation::from_name("tAnH", None, None).unwrap(), Activation::Tanh);
+        assert_eq!(Activation::from_name("leakyrelu", None, None).unwrap(), Activation::LeakyRelu { alpha: 0.01 });
     }
 }

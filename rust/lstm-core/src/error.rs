@@ -36,8 +36,6 @@ pub(crate) fn check_len(name: &str, expected: usize, actual: usize) -> Result<()
     if expected == actual {
         Ok(())
     } else {
-        Err(LstmError::Shape(format!(
-            "{name}: expected {expected} elements, got {actual}"
-        )))
+        Err(LstmError::Shape(format!("{name}: expected {expected} elements, got {actual}")))
     }
 }

@@ -8,9 +8,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
-use crate::activation::{
-    apply_slice, mul_derivative_slice, Activation, LibMath, MathImpl, PolyMath,
-};
+use crate::activation::{apply_slice, mul_derivative_slice, Activation, LibMath, MathImpl, PolyMath};
 use crate::error::{LstmError, Result};
 use crate::real::Real;
 
@@ -45,9 +43,7 @@ impl KernelPath {
             "avx2" => Ok(KernelPath::Avx2),
             "avx512" => Ok(KernelPath::Avx512),
             "neon" => Ok(KernelPath::Neon),
-            _ => Err(LstmError::Value(format!(
-                "kernel: expected one of scalar, avx2, avx512, neon, got {name:?}"
-            ))),
+            _ => Err(LstmError::Value(format!("kernel: expected one of scalar, avx2, avx512, neon, got {name:?}"))),
         }
     }
 
@@ -57,8 +53,7 @@ impl KernelPath {
             KernelPath::Scalar => true,
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx2 => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
+                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
             }
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx512 => {
@@ -230,15 +225,7 @@ fn clip_slice<F: Real>(xs: &mut [F], clip: Option<F>) {
 
 #[inline(always)]
 fn forward_impl<F: Real, M: MathImpl>(u: FwdUnits<'_, F>, ops: &CellOps) {
-    let FwdUnits {
-        z,
-        mut pre,
-        peep,
-        c_prev,
-        c,
-        mut hc,
-        out,
-    } = u;
+    let FwdUnits { z, mut pre, peep, c_prev, c, mut hc, out } = u;
     let [zi, zo, zf, zc] = z;
     let clip = ops.clip.map(F::from_f64);
     let w = out.len();
@@ -305,18 +292,7 @@ fn forward_impl<F: Real, M: MathImpl>(u: FwdUnits<'_, F>, ops: &CellOps) {
 
 #[inline(always)]
 fn backward_impl<F: Real, M: MathImpl>(u: BwdUnits<'_, F>, ops: &CellOps) {
-    let BwdUnits {
-        dout,
-        dc,
-        a: acts,
-        pre,
-        peep,
-        mut dpeep,
-        c,
-        c_prev,
-        hc,
-        dz,
-    } = u;
+    let BwdUnits { dout, dc, a: acts, pre, peep, mut dpeep, c, c_prev, hc, dz } = u;
     let [ai, ao, af, ac] = acts;
     let [dzi, dzo, dzf, dzc] = dz;
     let clip = ops.clip.map(F::from_f64);
@@ -488,13 +464,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn ops_default() -> CellOps {
-        CellOps {
-            f: Activation::Sigmoid,
-            g: Activation::Tanh,
-            h: Activation::Tanh,
-            clip: None,
-            input_forget: false,
-        }
+        CellOps { f: Activation::Sigmoid, g: Activation::Tanh, h: Activation::Tanh, clip: None, input_forget: false }
     }
 
     #[derive(Debug, Clone)]
@@ -521,8 +491,7 @@ mod tests {
                 FwdUnits {
                     z: [a, b, cc, d],
                     pre: Some([p0, p1, p2, p3]),
-                    peep: with_peep
-                        .then(|| [&case.peep[0][..], &case.peep[1][..], &case.peep[2][..]]),
+                    peep: with_peep.then(|| [&case.peep[0][..], &case.peep[1][..], &case.peep[2][..]]),
                     c_prev: &case.c_prev,
                     c: &mut c,
                     hc: Some(&mut hc),
@@ -544,8 +513,7 @@ mod tests {
                     dc: &mut dc,
                     a: [&z[0], &z[1], &z[2], &z[3]],
                     pre: Some([&pre[0], &pre[1], &pre[2], &pre[3]]),
-                    peep: with_peep
-                        .then(|| [&case.peep[0][..], &case.peep[1][..], &case.peep[2][..]]),
+                    peep: with_peep.then(|| [&case.peep[0][..], &case.peep[1][..], &case.peep[2][..]]),
                     dpeep: with_peep.then_some([q0, q1, q2]),
                     c: &c,
                     c_prev: &case.c_prev,
@@ -585,40 +553,17 @@ mod tests {
 
     fn arb_case(w: usize) -> impl Strategy<Value = Case> {
         let v = move || prop::collection::vec(-4.0f32..4.0, w);
-        (
-            prop::collection::vec(v(), 4),
-            prop::collection::vec(v(), 3),
-            v(),
-            v(),
-            v(),
-        )
-            .prop_map(|(z, peep, c_prev, dout, dc)| Case {
-                z,
-                peep,
-                c_prev,
-                dout,
-                dc,
-            })
+        (prop::collection::vec(v(), 4), prop::collection::vec(v(), 3), v(), v(), v())
+            .prop_map(|(z, peep, c_prev, dout, dc)| Case { z, peep, c_prev, dout, dc })
     }
 
     fn all_ops() -> Vec<CellOps> {
         let mut v = vec![ops_default()];
-        v.push(CellOps {
-            clip: Some(1.5),
-            ..ops_default()
-        });
-        v.push(CellOps {
-            input_forget: true,
-            ..ops_default()
-        });
+        v.push(CellOps { clip: Some(1.5), ..ops_default() });
+        v.push(CellOps { input_forget: true, ..ops_default() });
         for name in crate::activation::ACTIVATION_NAMES {
             let act = Activation::from_name(name, Some(0.6), Some(0.4)).unwrap();
-            v.push(CellOps {
-                f: act,
-                g: act,
-                h: act,
-                ..ops_default()
-            });
+            v.push(CellOps { f: act, g: act, h: act, ..ops_default() });
         }
         v
     }
@@ -653,12 +598,7 @@ mod tests {
 
     #[test]
     fn kernel_names_round_trip() {
-        for p in [
-            KernelPath::Scalar,
-            KernelPath::Avx2,
-            KernelPath::Avx512,
-            KernelPath::Neon,
-        ] {
+        for p in [KernelPath::Scalar, KernelPath::Avx2, KernelPath::Avx512, KernelPath::Neon] {
             assert_eq!(KernelPath::parse(p.name()).unwrap(), p);
         }
         assert!(KernelPath::parse("sse9").is_err());

@@ -13,10 +13,9 @@
 //! reverse direction being time `len - 1 - s` of its row. Nothing is allocated in the loop.
 
 use crate::error::{check_len, LstmError, Result};
-use crate::kernel::{
-    active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath,
-};
+use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
 use crate::real::Real;
+use crate::recurrent::{multiply, Panel};
 use crate::schedule::Schedule;
 use crate::threads::{broadcast, split_range, with_pool, SpinBarrier};
 
@@ -35,19 +34,9 @@ pub struct GateOrder {
 
 impl GateOrder {
     /// ONNX: i, o, f, c.
-    pub const ONNX: GateOrder = GateOrder {
-        i: 0,
-        o: 1,
-        f: 2,
-        c: 3,
-    };
+    pub const ONNX: GateOrder = GateOrder { i: 0, o: 1, f: 2, c: 3 };
     /// PyTorch: i, f, g, o.
-    pub const TORCH: GateOrder = GateOrder {
-        i: 0,
-        f: 1,
-        c: 2,
-        o: 3,
-    };
+    pub const TORCH: GateOrder = GateOrder { i: 0, f: 1, c: 2, o: 3 };
 
     fn blocks(&self) -> [usize; 4] {
         [self.i, self.o, self.f, self.c]
@@ -199,23 +188,13 @@ impl<F> Ptr<F> {
     }
 }
 
-fn validate<F>(
-    shape: &LayerShape,
-    dirs: &[DirParams<'_, F>],
-    sched: &Schedule,
-    x: &[F],
-) -> Result<()> {
+fn validate<F>(shape: &LayerShape, dirs: &[DirParams<'_, F>], sched: &Schedule, x: &[F]) -> Result<()> {
     let (i, h, p) = (shape.input, shape.hidden, shape.out());
     if dirs.is_empty() || dirs.len() > 2 {
-        return Err(LstmError::Value(format!(
-            "directions: expected 1 or 2, got {}",
-            dirs.len()
-        )));
+        return Err(LstmError::Value(format!("directions: expected 1 or 2, got {}", dirs.len())));
     }
     if h == 0 {
-        return Err(LstmError::Value(
-            "hidden_size: expected a positive integer, got 0".into(),
-        ));
+        return Err(LstmError::Value("hidden_size: expected a positive integer, got 0".into()));
     }
     check_len("X", sched.steps * sched.batch * i, x.len())?;
     for d in dirs {
@@ -230,27 +209,20 @@ fn validate<F>(
         match (shape.proj > 0, d.proj) {
             (true, Some(w)) => check_len("weight_hr", p * h, w.len())?,
             (false, None) => {}
-            (true, None) => {
-                return Err(LstmError::Shape(
-                    "weight_hr: expected a projection matrix, got none".into(),
-                ))
-            }
-            (false, Some(_)) => {
-                return Err(LstmError::Shape(
-                    "weight_hr: given, but proj_size is 0".into(),
-                ))
-            }
+            (true, None) => return Err(LstmError::Shape("weight_hr: expected a projection matrix, got none".into())),
+            (false, Some(_)) => return Err(LstmError::Shape("weight_hr: given, but proj_size is 0".into())),
         }
         if let Some(c) = d.ops.clip {
             if c.is_nan() || c <= 0.0 {
-                return Err(LstmError::Value(format!(
-                    "clip: expected a positive number, got {c}"
-                )));
+                return Err(LstmError::Value(format!("clip: expected a positive number, got {c}")));
             }
         }
     }
     Ok(())
 }
+
+/// Batches up to this size use the packed per-thread recurrent kernel; larger ones use GEMM.
+const PANEL_MAX_BATCH: usize = 16;
 
 /// How the threads are shared: `team` threads per direction; directions at once or in turn.
 fn team_plan(threads: usize, dirs: usize, hidden: usize, batch: usize) -> (usize, bool) {
@@ -402,11 +374,7 @@ fn forward_in_pool<F: Real>(
                 pre: (keep_tape && dp.ops.needs_pre()).then(|| vec![F::ZERO; s_len * b * g]),
                 c,
                 h: hs,
-                hc: if keep_tape {
-                    vec![F::ZERO; s_len * b * h]
-                } else {
-                    Vec::new()
-                },
+                hc: if keep_tape { vec![F::ZERO; s_len * b * h] } else { Vec::new() },
                 r: (shape.proj > 0).then(|| vec![F::ZERO; s_len * b * h]),
             }
         })
@@ -418,23 +386,12 @@ fn forward_in_pool<F: Real>(
         let barriers: Vec<SpinBarrier> = (0..nd).map(|_| SpinBarrier::new(team)).collect();
         broadcast(nd * team, |w| {
             let d = w / team;
-            forward_steps(
-                path,
-                shape,
-                &dirs[d],
-                sched,
-                ptrs[d],
-                w % team,
-                team,
-                &barriers[d],
-            );
+            forward_steps(path, shape, &dirs[d], sched, ptrs[d], w % team, team, &barriers[d]);
         });
     } else {
         for d in 0..nd {
             let barrier = SpinBarrier::new(team);
-            broadcast(team, |m| {
-                forward_steps(path, shape, &dirs[d], sched, ptrs[d], m, team, &barrier)
-            });
+            broadcast(team, |m| forward_steps(path, shape, &dirs[d], sched, ptrs[d], m, team, &barrier));
         }
     }
 
@@ -455,10 +412,7 @@ fn forward_in_pool<F: Real>(
             cn[(d * b + orig) * h..][..h].copy_from_slice(&tp.c[(len * b + row) * h..][..h]);
         }
     }
-    let tape = keep_tape.then(|| LayerTape {
-        sched: sched.clone(),
-        dirs: tapes,
-    });
+    let tape = keep_tape.then(|| LayerTape { sched: sched.clone(), dirs: tapes });
     LayerOutput { y, hn, cn, tape }
 }
 
@@ -499,13 +453,7 @@ impl<F> FwdPtrs<F> {
 }
 
 fn peep_views<F>(peep: Option<&[F]>, h: usize, u0: usize, u1: usize) -> Option<[&[F]; 3]> {
-    peep.map(|pp| {
-        [
-            &pp[u0..u1],
-            &pp[h + u0..h + u1],
-            &pp[2 * h + u0..2 * h + u1],
-        ]
-    })
+    peep.map(|pp| [&pp[u0..u1], &pp[h + u0..h + u1], &pp[2 * h + u0..2 * h + u1]])
 }
 
 /// The time loop of one direction, run by member `m` of a team of `k` threads.
@@ -527,6 +475,11 @@ fn forward_steps<F: Real>(
     let (p0, p1) = split_range(p, k, m, 16);
     let w = u1 - u0;
     let peep = peep_views(dp.peephole, h, u0, u1);
+    // This member's columns of R^T (all four gates of its units), packed once for all steps.
+    let panel = (b <= PANEL_MAX_BATCH && w > 0).then(|| {
+        let segs: Vec<(usize, usize)> = (0..4).map(|blk| (blk * h + u0, w)).collect();
+        Panel::pack(p, &segs, |blk, kk, j| dp.r[(blk * h + u0 + j) * p + kk])
+    });
     for s in 0..sched.max_len() {
         let n = sched.active[s];
         // SAFETY: this member writes only its own units' columns of step s (gates, pre, c,
@@ -535,50 +488,20 @@ fn forward_steps<F: Real>(
             let gates_s = bufs.gates.at(s * b * g);
             let hprev = bufs.h.at(s * b * p) as *const F;
             if w > 0 {
-                if k == 1 {
-                    gemm(
-                        n,
-                        g,
-                        p,
-                        gates_s,
-                        g,
-                        1,
-                        true,
-                        hprev,
-                        p,
-                        1,
-                        dp.r.as_ptr(),
-                        1,
-                        p,
-                        1,
-                    );
+                if let Some(panel) = &panel {
+                    multiply(path, panel, n, hprev, p, gates_s, g, true);
+                } else if k == 1 {
+                    gemm(n, g, p, gates_s, g, 1, true, hprev, p, 1, dp.r.as_ptr(), 1, p, 1);
                 } else {
                     for blk in 0..4 {
                         let col = blk * h + u0;
-                        gemm(
-                            n,
-                            w,
-                            p,
-                            gates_s.add(col),
-                            g,
-                            1,
-                            true,
-                            hprev,
-                            p,
-                            1,
-                            dp.r.as_ptr().add(col * p),
-                            1,
-                            p,
-                            1,
-                        );
+                        gemm(n, w, p, gates_s.add(col), g, 1, true, hprev, p, 1, dp.r.as_ptr().add(col * p), 1, p, 1);
                     }
                 }
                 for row in 0..n {
                     let base = (s * b + row) * g;
                     let z = blocks.map(|blk| bufs.gates.slice(base + blk * h + u0, w));
-                    let pre = bufs
-                        .pre
-                        .map(|pr| blocks.map(|blk| pr.slice(base + blk * h + u0, w)));
+                    let pre = bufs.pre.map(|pr| blocks.map(|blk| pr.slice(base + blk * h + u0, w)));
                     let out = match bufs.r {
                         Some(r) => r.slice((s * b + row) * h + u0, w),
                         None => bufs.h.slice(((s + 1) * b + row) * p + u0, w),
@@ -639,23 +562,14 @@ pub fn layer_backward<F: Real>(
     validate(shape, dirs, sched, x)?;
     let (b, h, p, nd) = (sched.batch, shape.hidden, shape.out(), dirs.len());
     if tape.dirs.len() != nd {
-        return Err(LstmError::Tape(format!(
-            "tape: made with {} directions, used with {nd}",
-            tape.dirs.len()
-        )));
+        return Err(LstmError::Tape(format!("tape: made with {} directions, used with {nd}", tape.dirs.len())));
     }
     for (dp, tp) in dirs.iter().zip(&tape.dirs) {
-        if tp.gates.len() != sched.max_len() * b * 4 * h
-            || tp.h.len() != (sched.max_len() + 1) * b * p
-        {
-            return Err(LstmError::Tape(
-                "tape: does not match these weights' sizes".into(),
-            ));
+        if tp.gates.len() != sched.max_len() * b * 4 * h || tp.h.len() != (sched.max_len() + 1) * b * p {
+            return Err(LstmError::Tape("tape: does not match these weights' sizes".into()));
         }
         if dp.ops.needs_pre() && tp.pre.is_none() || tp.hc.is_empty() {
-            return Err(LstmError::Tape(
-                "tape: made with other activation or clip settings".into(),
-            ));
+            return Err(LstmError::Tape("tape: made with other activation or clip settings".into()));
         }
     }
     if let Some(v) = dy {
@@ -745,26 +659,11 @@ fn backward_in_pool<F: Real>(
 
     let (team, concurrent) = team_plan(threads, nd, h, b);
     let run = |d: usize, m: usize, k: usize, bar: &SpinBarrier| {
-        backward_steps(
-            path,
-            shape,
-            &dirs[d],
-            d,
-            nd,
-            &tape.dirs[d],
-            sched,
-            dy,
-            ptrs[d],
-            m,
-            k,
-            bar,
-        )
+        backward_steps(path, shape, &dirs[d], d, nd, &tape.dirs[d], sched, dy, ptrs[d], m, k, bar)
     };
     if concurrent {
         let barriers: Vec<SpinBarrier> = (0..nd).map(|_| SpinBarrier::new(team)).collect();
-        broadcast(nd * team, |w| {
-            run(w / team, w % team, team, &barriers[w / team])
-        });
+        broadcast(nd * team, |w| run(w / team, w % team, team, &barriers[w / team]));
     } else {
         for d in 0..nd {
             let barrier = SpinBarrier::new(team);
@@ -785,38 +684,8 @@ fn backward_in_pool<F: Real>(
         let mut db = vec![F::ZERO; g];
         // SAFETY: all matrices are sized by the checks above.
         unsafe {
-            gemm(
-                g,
-                i,
-                rows,
-                dw.as_mut_ptr(),
-                i,
-                1,
-                false,
-                st.dz.as_ptr(),
-                1,
-                g,
-                xs.as_ptr(),
-                i,
-                1,
-                threads,
-            );
-            gemm(
-                g,
-                p,
-                rows,
-                dr.as_mut_ptr(),
-                p,
-                1,
-                false,
-                st.dz.as_ptr(),
-                1,
-                g,
-                tp.h.as_ptr(),
-                p,
-                1,
-                threads,
-            );
+            gemm(g, i, rows, dw.as_mut_ptr(), i, 1, false, st.dz.as_ptr(), 1, g, xs.as_ptr(), i, 1, threads);
+            gemm(g, p, rows, dr.as_mut_ptr(), p, 1, false, st.dz.as_ptr(), 1, g, tp.h.as_ptr(), p, 1, threads);
         }
         for row in st.dz.chunks_exact(g) {
             for (a, &v) in db.iter_mut().zip(row) {
@@ -826,43 +695,13 @@ fn backward_in_pool<F: Real>(
         if sched.identity(dp.reverse) {
             // SAFETY: dx is [T*B, I] with T*B == rows here.
             unsafe {
-                gemm(
-                    rows,
-                    i,
-                    g,
-                    dx.as_mut_ptr(),
-                    i,
-                    1,
-                    true,
-                    st.dz.as_ptr(),
-                    g,
-                    1,
-                    dp.w.as_ptr(),
-                    i,
-                    1,
-                    threads,
-                );
+                gemm(rows, i, g, dx.as_mut_ptr(), i, 1, true, st.dz.as_ptr(), g, 1, dp.w.as_ptr(), i, 1, threads);
             }
         } else {
             let mut dxs = vec![F::ZERO; rows * i];
             // SAFETY: dxs is [rows, I].
             unsafe {
-                gemm(
-                    rows,
-                    i,
-                    g,
-                    dxs.as_mut_ptr(),
-                    i,
-                    1,
-                    false,
-                    st.dz.as_ptr(),
-                    g,
-                    1,
-                    dp.w.as_ptr(),
-                    i,
-                    1,
-                    threads,
-                );
+                gemm(rows, i, g, dxs.as_mut_ptr(), i, 1, false, st.dz.as_ptr(), g, 1, dp.w.as_ptr(), i, 1, threads);
             }
             for s in 0..s_len {
                 for row in 0..sched.active[s] {
@@ -879,22 +718,7 @@ fn backward_in_pool<F: Real>(
                 let mut dwp = vec![F::ZERO; p * h];
                 // SAFETY: dhtot is [rows, P], r is [rows, H].
                 unsafe {
-                    gemm(
-                        p,
-                        h,
-                        rows,
-                        dwp.as_mut_ptr(),
-                        h,
-                        1,
-                        false,
-                        dhtot.as_ptr(),
-                        1,
-                        p,
-                        r.as_ptr(),
-                        h,
-                        1,
-                        threads,
-                    );
+                    gemm(p, h, rows, dwp.as_mut_ptr(), h, 1, false, dhtot.as_ptr(), 1, p, r.as_ptr(), h, 1, threads);
                 }
                 Some(dwp)
             }
@@ -904,20 +728,9 @@ fn backward_in_pool<F: Real>(
             dh0[(d * b + orig) * p..][..p].copy_from_slice(&st.dh[row * p..][..p]);
             dc0[(d * b + orig) * h..][..h].copy_from_slice(&st.dc[row * h..][..h]);
         }
-        grads.push(DirGrads {
-            w: dw,
-            r: dr,
-            bias: db,
-            peephole: st.dpeep.clone(),
-            proj: dproj,
-        });
+        grads.push(DirGrads { w: dw, r: dr, bias: db, peephole: st.dpeep.clone(), proj: dproj });
     }
-    LayerGrads {
-        dx,
-        dh0,
-        dc0,
-        dirs: grads,
-    }
+    LayerGrads { dx, dh0, dc0, dirs: grads }
 }
 
 /// The reverse time loop of one direction, run by member `m` of a team of `k` threads.
@@ -940,13 +753,12 @@ fn backward_steps<F: Real>(
     let g = 4 * h;
     let blocks = shape.order.blocks();
     let (u0, u1) = split_range(h, k, m, 16);
-    let (p0, p1) = if bufs.dhtot.is_some() {
-        split_range(p, k, m, 16)
-    } else {
-        (u0, u1)
-    };
+    let (p0, p1) = if bufs.dhtot.is_some() { split_range(p, k, m, 16) } else { (u0, u1) };
     let w = u1 - u0;
     let peep = peep_views(dp.peephole, h, u0, u1);
+    // This member's output columns of R (over all 4H rows), packed once for all steps.
+    let panel =
+        (b <= PANEL_MAX_BATCH && p1 > p0).then(|| Panel::pack(g, &[(p0, p1 - p0)], |_, kk, j| dp.r[kk * p + p0 + j]));
     for s in (0..sched.max_len()).rev() {
         let n = sched.active[s];
         // SAFETY: each member writes only its own columns (units u0..u1, outputs p0..p1) of
@@ -969,22 +781,7 @@ fn backward_steps<F: Real>(
             let dout_base = match (bufs.dr, dp.proj) {
                 (Some(dr), Some(wp)) => {
                     barrier.wait();
-                    gemm(
-                        n,
-                        w,
-                        p,
-                        dr.at(u0),
-                        h,
-                        1,
-                        false,
-                        dst.0 as *const F,
-                        p,
-                        1,
-                        wp.as_ptr().add(u0),
-                        h,
-                        1,
-                        1,
-                    );
+                    gemm(n, w, p, dr.at(u0), h, 1, false, dst.0 as *const F, p, 1, wp.as_ptr().add(u0), h, 1, 1);
                     (dr, h)
                 }
                 _ => (bufs.dh, p),
@@ -994,17 +791,8 @@ fn backward_steps<F: Real>(
                 for row in 0..n {
                     let base = (s * b + row) * g;
                     let a = blocks.map(|blk| &tp.gates[base + blk * h + u0..][..w]);
-                    let pre = tp
-                        .pre
-                        .as_ref()
-                        .map(|pr| blocks.map(|blk| &pr[base + blk * h + u0..][..w]));
-                    let dpeep = bufs.dpeep.map(|dq| {
-                        [
-                            dq.slice(u0, w),
-                            dq.slice(h + u0, w),
-                            dq.slice(2 * h + u0, w),
-                        ]
-                    });
+                    let pre = tp.pre.as_ref().map(|pr| blocks.map(|blk| &pr[base + blk * h + u0..][..w]));
+                    let dpeep = bufs.dpeep.map(|dq| [dq.slice(u0, w), dq.slice(h + u0, w), dq.slice(2 * h + u0, w)]);
                     backward_units(
                         path,
                         BwdUnits {
@@ -1025,22 +813,11 @@ fn backward_steps<F: Real>(
             }
             barrier.wait();
             // 5. Into the previous step's hidden state.
-            gemm(
-                n,
-                p1 - p0,
-                g,
-                bufs.dh.at(p0),
-                p,
-                1,
-                false,
-                bufs.dz.at(s * b * g) as *const F,
-                g,
-                1,
-                dp.r.as_ptr().add(p0),
-                p,
-                1,
-                1,
-            );
+            let dz_s = bufs.dz.at(s * b * g) as *const F;
+            match &panel {
+                Some(panel) => multiply(path, panel, n, dz_s, g, bufs.dh.0, p, false),
+                None => gemm(n, p1 - p0, g, bufs.dh.at(p0), p, 1, false, dz_s, g, 1, dp.r.as_ptr().add(p0), p, 1, 1),
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod layer;
 pub mod network;
 pub mod real;
+mod recurrent;
 pub mod schedule;
 pub mod threads;
 
@@ -23,8 +24,7 @@ pub use activation::Activation;
 pub use error::{LstmError, Result};
 pub use kernel::{active_kernel, set_kernel, CellOps, KernelPath};
 pub use layer::{
-    layer_backward, layer_forward, DirGrads, DirParams, GateOrder, LayerGrads, LayerOutput,
-    LayerShape, LayerTape,
+    layer_backward, layer_forward, DirGrads, DirParams, GateOrder, LayerGrads, LayerOutput, LayerShape, LayerTape,
 };
 pub use network::{network_backward, network_forward, NetworkGrads, NetworkOutput, NetworkTape};
 pub use real::Real;

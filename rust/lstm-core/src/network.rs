@@ -19,8 +19,8 @@ pub struct NetworkTape<F> {
 impl<F> NetworkTape<F> {
     /// Bytes held by the tape.
     pub fn nbytes(&self) -> usize {
-        let saved: usize = self.inputs.iter().map(Vec::len).sum::<usize>()
-            + self.masks.iter().flatten().map(Vec::len).sum::<usize>();
+        let saved: usize =
+            self.inputs.iter().map(Vec::len).sum::<usize>() + self.masks.iter().flatten().map(Vec::len).sum::<usize>();
         saved * std::mem::size_of::<F>() + self.layers.iter().map(LayerTape::nbytes).sum::<usize>()
     }
 
@@ -58,14 +58,7 @@ pub struct NetworkGrads<F> {
 
 /// Shape of layer `l` of a network whose first layer is `first`.
 pub fn layer_shape(first: &LayerShape, dirs: usize, l: usize) -> LayerShape {
-    LayerShape {
-        input: if l == 0 {
-            first.input
-        } else {
-            dirs * first.out()
-        },
-        ..*first
-    }
+    LayerShape { input: if l == 0 { first.input } else { dirs * first.out() }, ..*first }
 }
 
 fn check_layers<F>(first: &LayerShape, layers: &[Vec<DirParams<'_, F>>]) -> Result<usize> {
@@ -74,9 +67,7 @@ fn check_layers<F>(first: &LayerShape, layers: &[Vec<DirParams<'_, F>>]) -> Resu
         .map(Vec::len)
         .ok_or_else(|| LstmError::Value("num_layers: expected at least 1, got 0".into()))?;
     if layers.iter().any(|l| l.len() != nd) {
-        return Err(LstmError::Value(
-            "layers: every layer must have the same number of directions".into(),
-        ));
+        return Err(LstmError::Value("layers: every layer must have the same number of directions".into()));
     }
     let _ = first;
     Ok(nd)
@@ -140,17 +131,8 @@ pub fn network_forward<F: Real>(
         }
         current = y;
     }
-    let tape = keep_tape.then_some(NetworkTape {
-        inputs,
-        masks: saved_masks,
-        layers: tapes,
-    });
-    Ok(NetworkOutput {
-        y: current,
-        hn,
-        cn,
-        tape,
-    })
+    let tape = keep_tape.then_some(NetworkTape { inputs, masks: saved_masks, layers: tapes });
+    Ok(NetworkOutput { y: current, hn, cn, tape })
 }
 
 /// Runs the network backward from gradients of its outputs (`dy` `[T, B, D*P]`, `dhn`/`dcn`
@@ -189,15 +171,7 @@ pub fn network_backward<F: Real>(
         let dyl: Option<&[F]> = if l + 1 == nl { dy } else { upstream.as_deref() };
         let dhl = dhn.map(|v| &v[l * nd * b * p..(l + 1) * nd * b * p]);
         let dcl = dcn.map(|v| &v[l * nd * b * h..(l + 1) * nd * b * h]);
-        let g = layer_backward(
-            &shape,
-            &layers[l],
-            &tape.layers[l],
-            &tape.inputs[l],
-            dyl,
-            dhl,
-            dcl,
-        )?;
+        let g = layer_backward(&shape, &layers[l], &tape.layers[l], &tape.inputs[l], dyl, dhl, dcl)?;
         dh0[l * nd * b * p..(l + 1) * nd * b * p].copy_from_slice(&g.dh0);
         dc0[l * nd * b * h..(l + 1) * nd * b * h].copy_from_slice(&g.dc0);
         let mut dx = g.dx;
@@ -212,10 +186,5 @@ pub fn network_backward<F: Real>(
         grads.push(g.dirs);
     }
     grads.reverse();
-    Ok(NetworkGrads {
-        dx: upstream.unwrap_or_default(),
-        dh0,
-        dc0,
-        layers: grads,
-    })
+    Ok(NetworkGrads { dx: upstream.unwrap_or_default(), dh0, dc0, layers: grads })
 }

@@ -5,7 +5,8 @@ use std::fmt::Debug;
 
 /// A floating-point element type the engine supports.
 pub trait Real:
-    Copy
+    sealed::Sealed
+    + Copy
     + Send
     + Sync
     + Debug
@@ -21,6 +22,8 @@ pub trait Real:
     + std::ops::MulAssign
     + std::ops::SubAssign
 {
+    /// Whether this is `f32` (else `f64`): lets SIMD kernels reinterpret slices of `Self`.
+    const IS_F32: bool;
     /// Zero.
     const ZERO: Self;
     /// One.
@@ -41,6 +44,8 @@ pub trait Real:
     fn ln(self) -> Self;
     /// Absolute value.
     fn abs(self) -> Self;
+    /// Fused multiply-add `self * a + b`.
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// Minimum that vectorises (no NaN special-casing beyond IEEE compare).
     #[inline(always)]
     fn min_v(self, o: Self) -> Self {
@@ -84,7 +89,9 @@ pub trait Real:
 
 macro_rules! impl_real {
     ($t:ty, $exp:ident) => {
+        impl sealed::Sealed for $t {}
         impl Real for $t {
+            const IS_F32: bool = std::mem::size_of::<$t>() == 4;
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             #[inline(always)]
@@ -119,6 +126,10 @@ macro_rules! impl_real {
             fn abs(self) -> Self {
                 <$t>::abs(self)
             }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
+            }
             unsafe fn gemm_raw(
                 m: usize,
                 n: usize,
@@ -138,21 +149,22 @@ macro_rules! impl_real {
                 if m == 0 || n == 0 {
                     return;
                 }
-                let par = if parallel > 1 {
-                    gemm::Parallelism::Rayon(parallel)
-                } else {
-                    gemm::Parallelism::None
-                };
+                let par = if parallel > 1 { gemm::Parallelism::Rayon(parallel) } else { gemm::Parallelism::None };
                 // SAFETY: forwarded from the caller's contract.
                 unsafe {
                     gemm::gemm(
-                        m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs,
-                        rhs_rs, 1.0, 1.0, false, false, false, par,
+                        m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0, 1.0,
+                        false, false, false, par,
                     )
                 }
             }
         }
     };
+}
+
+mod sealed {
+    /// Only f32 and f64 implement [`super::Real`]: SIMD kernels rely on it.
+    pub trait Sealed {}
 }
 
 impl_real!(f32, exp_f32);
@@ -171,10 +183,7 @@ fn exp_f32(x: f32) -> f32 {
     let n = t - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (0.166_666_67
-                    + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+        + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
     // The low 22 bits of t hold n + 2^22; rebuild 2^n as an exponent field.
     let bits = (t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23;
     p * f32::from_bits(bits)
@@ -205,11 +214,7 @@ fn exp_f64(x: f64) -> f64 {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    let bits = (t
-        .to_bits()
-        .wrapping_sub(0x4338_0000_0000_0000)
-        .wrapping_add(1023))
-        << 52;
+    let bits = (t.to_bits().wrapping_sub(0x4338_0000_0000_0000).wrapping_add(1023)) << 52;
     p * f64::from_bits(bits)
 }
 

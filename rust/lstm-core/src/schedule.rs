@@ -26,14 +26,10 @@ impl Schedule {
     /// Builds the schedule; `lengths` (one per batch row, each in `1..=steps`) or full length.
     pub fn new(steps: usize, batch: usize, lengths: Option<&[usize]>) -> Result<Self> {
         if steps == 0 {
-            return Err(LstmError::Shape(
-                "X: expected at least one time step, got 0".into(),
-            ));
+            return Err(LstmError::Shape("X: expected at least one time step, got 0".into()));
         }
         if batch == 0 {
-            return Err(LstmError::Shape(
-                "X: expected a batch of at least one sequence, got 0".into(),
-            ));
+            return Err(LstmError::Shape("X: expected a batch of at least one sequence, got 0".into()));
         }
         let lens_orig: Vec<usize> = match lengths {
             None => vec![steps; batch],
@@ -59,18 +55,9 @@ impl Schedule {
         perm.sort_by(|&a, &b| lens_orig[b].cmp(&lens_orig[a]));
         let lens: Vec<usize> = perm.iter().map(|&b| lens_orig[b]).collect();
         let max_len = lens[0];
-        let active = (0..max_len)
-            .map(|s| lens.iter().take_while(|&&n| n > s).count())
-            .collect();
+        let active = (0..max_len).map(|s| lens.iter().take_while(|&&n| n > s).count()).collect();
         let dense = lens.iter().all(|&n| n == steps);
-        Ok(Schedule {
-            steps,
-            batch,
-            perm,
-            lens,
-            active,
-            dense,
-        })
+        Ok(Schedule { steps, batch, perm, lens, active, dense })
     }
 
     /// Steps that any row runs.

@@ -70,22 +70,11 @@ fn dir_params<'a>(cfg: &Config, ps: &'a Params) -> Vec<DirParams<'a, f64>> {
 }
 
 fn shape(cfg: &Config) -> LayerShape {
-    LayerShape {
-        input: cfg.i,
-        hidden: cfg.h,
-        proj: cfg.proj,
-        order: cfg.order,
-    }
+    LayerShape { input: cfg.i, hidden: cfg.h, proj: cfg.proj, order: cfg.order }
 }
 
 /// Straightforward per-sequence, per-step evaluation of the equations.
-fn naive(
-    cfg: &Config,
-    ps: &Params,
-    x: &[f64],
-    h0: &[f64],
-    c0: &[f64],
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn naive(cfg: &Config, ps: &Params, x: &[f64], h0: &[f64], c0: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let (t_len, b, i, h) = (cfg.t, cfg.b, cfg.i, cfg.h);
     let p = if cfg.proj > 0 { cfg.proj } else { h };
     let nd = cfg.dirs;
@@ -118,11 +107,7 @@ fn naive(
                     };
                     let pe = |k: usize| if cfg.peep { ps.peep[d][k * h + u] } else { 0.0 };
                     let ig = cfg.ops.f.apply(clip(z(0) + pe(0) * cs[u]));
-                    let fg = if cfg.ops.input_forget {
-                        1.0 - ig
-                    } else {
-                        cfg.ops.f.apply(clip(z(2) + pe(2) * cs[u]))
-                    };
+                    let fg = if cfg.ops.input_forget { 1.0 - ig } else { cfg.ops.f.apply(clip(z(2) + pe(2) * cs[u])) };
                     let gg = cfg.ops.g.apply(clip(z(3)));
                     let c = fg * cs[u] + ig * gg;
                     let og = cfg.ops.f.apply(clip(z(1) + pe(1) * c));
@@ -130,9 +115,7 @@ fn naive(
                     r_out[u] = og * cfg.ops.h.apply(c);
                 }
                 hs = if cfg.proj > 0 {
-                    (0..p)
-                        .map(|q| (0..h).map(|u| ps.proj[d][q * h + u] * r_out[u]).sum())
-                        .collect()
+                    (0..p).map(|q| (0..h).map(|u| ps.proj[d][q * h + u] * r_out[u]).sum()).collect()
                 } else {
                     r_out
                 };
@@ -147,13 +130,7 @@ fn naive(
 }
 
 fn default_ops() -> CellOps {
-    CellOps {
-        f: Activation::Sigmoid,
-        g: Activation::Tanh,
-        h: Activation::Tanh,
-        clip: None,
-        input_forget: false,
-    }
+    CellOps { f: Activation::Sigmoid, g: Activation::Tanh, h: Activation::Tanh, clip: None, input_forget: false }
 }
 
 fn configs() -> Vec<Config> {
@@ -171,41 +148,13 @@ fn configs() -> Vec<Config> {
     };
     vec![
         base.clone(),
-        Config {
-            dirs: 2,
-            lengths: Some(vec![5, 2, 4]),
-            ..base.clone()
-        },
-        Config {
-            peep: true,
-            ops: CellOps {
-                clip: Some(0.7),
-                ..default_ops()
-            },
-            ..base.clone()
-        },
+        Config { dirs: 2, lengths: Some(vec![5, 2, 4]), ..base.clone() },
+        Config { peep: true, ops: CellOps { clip: Some(0.7), ..default_ops() }, ..base.clone() },
+        Config { ops: CellOps { input_forget: true, ..default_ops() }, peep: true, dirs: 2, ..base.clone() },
+        Config { proj: 3, dirs: 2, lengths: Some(vec![1, 5, 3]), order: GateOrder::TORCH, ..base.clone() },
         Config {
             ops: CellOps {
-                input_forget: true,
-                ..default_ops()
-            },
-            peep: true,
-            dirs: 2,
-            ..base.clone()
-        },
-        Config {
-            proj: 3,
-            dirs: 2,
-            lengths: Some(vec![1, 5, 3]),
-            order: GateOrder::TORCH,
-            ..base.clone()
-        },
-        Config {
-            ops: CellOps {
-                f: Activation::HardSigmoid {
-                    alpha: 0.3,
-                    beta: 0.45,
-                },
+                f: Activation::HardSigmoid { alpha: 0.3, beta: 0.45 },
                 g: Activation::Elu { alpha: 0.8 },
                 h: Activation::Softsign,
                 clip: None,
@@ -217,10 +166,7 @@ fn configs() -> Vec<Config> {
             ops: CellOps {
                 f: Activation::Sigmoid,
                 g: Activation::Softplus,
-                h: Activation::ScaledTanh {
-                    alpha: 1.2,
-                    beta: 0.6,
-                },
+                h: Activation::ScaledTanh { alpha: 1.2, beta: 0.6 },
                 clip: None,
                 input_forget: false,
             },
@@ -228,26 +174,21 @@ fn configs() -> Vec<Config> {
             b: 9,
             dirs: 2,
             lengths: Some(vec![5, 1, 2, 3, 4, 5, 5, 2, 1]),
-            ..base
+            ..base.clone()
         },
+        // Larger than the packed-kernel batch limit: the per-step GEMM path.
+        Config { b: 18, h: 20, dirs: 2, peep: true, lengths: Some((0..18).map(|k| 1 + k % 5).collect()), ..base },
     ]
 }
 
 fn inputs(cfg: &Config, rng: &mut Rng) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let p = if cfg.proj > 0 { cfg.proj } else { cfg.h };
-    (
-        rng.vec(cfg.t * cfg.b * cfg.i, 1.0),
-        rng.vec(cfg.dirs * cfg.b * p, 0.5),
-        rng.vec(cfg.dirs * cfg.b * cfg.h, 0.5),
-    )
+    (rng.vec(cfg.t * cfg.b * cfg.i, 1.0), rng.vec(cfg.dirs * cfg.b * p, 0.5), rng.vec(cfg.dirs * cfg.b * cfg.h, 0.5))
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 #[test]
@@ -260,22 +201,9 @@ fn forward_matches_naive_reference_with_one_and_two_threads() {
         let sched = Schedule::new(cfg.t, cfg.b, cfg.lengths.as_deref()).unwrap();
         for threads in [1, 2, 3] {
             set_num_threads(threads).unwrap();
-            let out = layer_forward(
-                &shape(&cfg),
-                &dir_params(&cfg, &ps),
-                &sched,
-                &x,
-                Some(&h0),
-                Some(&c0),
-                false,
-            )
-            .unwrap();
-            assert!(
-                max_diff(&out.y, &ey) < 1e-12,
-                "y threads={threads} h={} dirs={}",
-                cfg.h,
-                cfg.dirs
-            );
+            let out =
+                layer_forward(&shape(&cfg), &dir_params(&cfg, &ps), &sched, &x, Some(&h0), Some(&c0), false).unwrap();
+            assert!(max_diff(&out.y, &ey) < 1e-12, "y threads={threads} h={} dirs={}", cfg.h, cfg.dirs);
             assert!(max_diff(&out.hn, &ehn) < 1e-12);
             assert!(max_diff(&out.cn, &ecn) < 1e-12);
         }
@@ -290,41 +218,15 @@ fn backward_matches_finite_differences() {
         let mut ps = params(&cfg, &mut rng);
         let (mut x, h0, c0) = inputs(&cfg, &mut rng);
         let sched = Schedule::new(cfg.t, cfg.b, cfg.lengths.as_deref()).unwrap();
-        let out = layer_forward(
-            &shape(&cfg),
-            &dir_params(&cfg, &ps),
-            &sched,
-            &x,
-            Some(&h0),
-            Some(&c0),
-            true,
-        )
-        .unwrap();
+        let out = layer_forward(&shape(&cfg), &dir_params(&cfg, &ps), &sched, &x, Some(&h0), Some(&c0), true).unwrap();
         let wy = rng.vec(out.y.len(), 1.0);
         let wh = rng.vec(out.hn.len(), 1.0);
         let wc = rng.vec(out.cn.len(), 1.0);
         let tape = out.tape.unwrap();
-        let g = layer_backward(
-            &shape(&cfg),
-            &dir_params(&cfg, &ps),
-            &tape,
-            &x,
-            Some(&wy),
-            Some(&wh),
-            Some(&wc),
-        )
-        .unwrap();
+        let g =
+            layer_backward(&shape(&cfg), &dir_params(&cfg, &ps), &tape, &x, Some(&wy), Some(&wh), Some(&wc)).unwrap();
         let loss = |ps: &Params, x: &[f64]| {
-            let o = layer_forward(
-                &shape(&cfg),
-                &dir_params(&cfg, ps),
-                &sched,
-                x,
-                Some(&h0),
-                Some(&c0),
-                false,
-            )
-            .unwrap();
+            let o = layer_forward(&shape(&cfg), &dir_params(&cfg, ps), &sched, x, Some(&h0), Some(&c0), false).unwrap();
             let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
             dot(&o.y, &wy) + dot(&o.hn, &wh) + dot(&o.cn, &wc)
         };
@@ -347,36 +249,27 @@ fn backward_matches_finite_differences() {
             check("dx", g.dx[k], (lp - lm) / (2.0 * eps));
         }
         for d in 0..cfg.dirs {
-            let mut probe =
-                |sel: &dyn Fn(&mut Params) -> &mut Vec<f64>, analytic: &[f64], name: &str| {
-                    let n = sel(&mut ps).len();
-                    for k in (0..n).step_by(5) {
-                        let v = sel(&mut ps)[k];
-                        sel(&mut ps)[k] = v + eps;
-                        let lp = loss(&ps, &x);
-                        sel(&mut ps)[k] = v - eps;
-                        let lm = loss(&ps, &x);
-                        sel(&mut ps)[k] = v;
-                        check(name, analytic[k], (lp - lm) / (2.0 * eps));
-                    }
-                };
+            let mut probe = |sel: &dyn Fn(&mut Params) -> &mut Vec<f64>, analytic: &[f64], name: &str| {
+                let n = sel(&mut ps).len();
+                for k in (0..n).step_by(5) {
+                    let v = sel(&mut ps)[k];
+                    sel(&mut ps)[k] = v + eps;
+                    let lp = loss(&ps, &x);
+                    sel(&mut ps)[k] = v - eps;
+                    let lm = loss(&ps, &x);
+                    sel(&mut ps)[k] = v;
+                    check(name, analytic[k], (lp - lm) / (2.0 * eps));
+                }
+            };
             let gd = &g.dirs[d];
             probe(&|p: &mut Params| &mut p.w[d], &gd.w, "dW");
             probe(&|p: &mut Params| &mut p.r[d], &gd.r, "dR");
             probe(&|p: &mut Params| &mut p.bias[d], &gd.bias, "dB");
             if cfg.peep {
-                probe(
-                    &|p: &mut Params| &mut p.peep[d],
-                    gd.peephole.as_ref().unwrap(),
-                    "dP",
-                );
+                probe(&|p: &mut Params| &mut p.peep[d], gd.peephole.as_ref().unwrap(), "dP");
             }
             if cfg.proj > 0 {
-                probe(
-                    &|p: &mut Params| &mut p.proj[d],
-                    gd.proj.as_ref().unwrap(),
-                    "dWproj",
-                );
+                probe(&|p: &mut Params| &mut p.proj[d], gd.proj.as_ref().unwrap(), "dWproj");
             }
         }
     }
@@ -399,16 +292,11 @@ fn network_backward_matches_finite_differences_through_dropout() {
     };
     let first = shape(&cfg);
     let ps0 = params(&cfg, &mut rng);
-    let cfg1 = Config {
-        i: 2 * cfg.h,
-        ..cfg.clone()
-    };
+    let cfg1 = Config { i: 2 * cfg.h, ..cfg.clone() };
     let ps1 = params(&cfg1, &mut rng);
     let x = rng.vec(cfg.t * cfg.b * cfg.i, 1.0);
     let sched = Schedule::new(cfg.t, cfg.b, cfg.lengths.as_deref()).unwrap();
-    let mask: Vec<f64> = (0..cfg.t * cfg.b * 2 * cfg.h)
-        .map(|k| if k % 3 == 0 { 0.0 } else { 1.5 })
-        .collect();
+    let mask: Vec<f64> = (0..cfg.t * cfg.b * 2 * cfg.h).map(|k| if k % 3 == 0 { 0.0 } else { 1.5 }).collect();
     let masks = [Some(&mask[..])];
     let run = |x: &[f64], keep: bool| {
         let layers = vec![dir_params(&cfg, &ps0), dir_params(&cfg1, &ps1)];
@@ -417,15 +305,7 @@ fn network_backward_matches_finite_differences_through_dropout() {
     let out = run(&x, true);
     let wy = rng.vec(out.y.len(), 1.0);
     let layers = vec![dir_params(&cfg, &ps0), dir_params(&cfg1, &ps1)];
-    let g = network_backward(
-        &first,
-        &layers,
-        out.tape.as_ref().unwrap(),
-        Some(&wy),
-        None,
-        None,
-    )
-    .unwrap();
+    let g = network_backward(&first, &layers, out.tape.as_ref().unwrap(), Some(&wy), None, None).unwrap();
     let mut xp = x.clone();
     for k in 0..x.len() {
         let eps = 1e-6;
@@ -435,11 +315,7 @@ fn network_backward_matches_finite_differences_through_dropout() {
         let lm: f64 = run(&xp, false).y.iter().zip(&wy).map(|(a, b)| a * b).sum();
         xp[k] = x[k];
         let fd = (lp - lm) / (2.0 * eps);
-        assert!(
-            (g.dx[k] - fd).abs() < 1e-6 * (1.0 + fd.abs()),
-            "dx[{k}] {} vs {fd}",
-            g.dx[k]
-        );
+        assert!((g.dx[k] - fd).abs() < 1e-6 * (1.0 + fd.abs()), "dx[{k}] {} vs {fd}", g.dx[k]);
     }
 }
 
@@ -450,18 +326,6 @@ fn wrong_sizes_are_errors_not_panics() {
     let ps = params(&cfg, &mut rng);
     let sched = Schedule::new(cfg.t, cfg.b, None).unwrap();
     let x = vec![0.0; 3];
-    let e = layer_forward(
-        &shape(&cfg),
-        &dir_params(&cfg, &ps),
-        &sched,
-        &x,
-        None,
-        None,
-        false,
-    )
-    .unwrap_err();
-    assert!(
-        e.to_string().contains("X: expected 60 elements, got 3"),
-        "{e}"
-    );
+    let e = layer_forward(&shape(&cfg), &dir_params(&cfg, &ps), &sched, &x, None, None, false).unwrap_err();
+    assert!(e.to_string().contains("X: expected 60 elements, got 3"), "{e}");
 }

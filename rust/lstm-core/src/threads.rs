@@ -18,11 +18,7 @@ struct PoolState {
 
 impl PoolState {
     fn new(threads: usize) -> Self {
-        PoolState {
-            threads: AtomicUsize::new(threads),
-            pool: Mutex::new(None),
-            run_lock: Mutex::new(()),
-        }
+        PoolState { threads: AtomicUsize::new(threads), pool: Mutex::new(None), run_lock: Mutex::new(()) }
     }
 }
 
@@ -37,9 +33,7 @@ fn default_threads() -> usize {
             }
         }
     }
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn state() -> &'static PoolState {
@@ -55,9 +49,7 @@ fn state() -> &'static PoolState {
 pub fn parse_thread_count(v: &str) -> Result<usize> {
     match v.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(LstmError::Value(format!(
-            "PYLSTM_NUM_THREADS: expected a positive integer, got {v:?}"
-        ))),
+        _ => Err(LstmError::Value(format!("PYLSTM_NUM_THREADS: expected a positive integer, got {v:?}"))),
     }
 }
 
@@ -69,9 +61,7 @@ pub fn num_threads() -> usize {
 /// Sets the number of threads the engine uses (at least 1). The pool is rebuilt lazily.
 pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
-        return Err(LstmError::Value(
-            "num_threads: expected a positive integer, got 0".into(),
-        ));
+        return Err(LstmError::Value("num_threads: expected a positive integer, got 0".into()));
     }
     let s = state();
     let _guard = s.run_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -83,10 +73,7 @@ pub fn set_num_threads(n: usize) -> Result<()> {
 /// Forgets the pool without touching it: call in a forked child, where the parent's worker
 /// threads do not exist and its locks may be held by threads that will never run.
 pub fn reset_after_fork() {
-    let threads = INIT
-        .get()
-        .map(|_| num_threads())
-        .unwrap_or_else(default_threads);
+    let threads = INIT.get().map(|_| num_threads()).unwrap_or_else(default_threads);
     let fresh = Box::into_raw(Box::new(PoolState::new(threads)));
     INIT.get_or_init(|| ());
     // The old state is leaked on purpose: its mutexes may be locked forever in this process.

@@ -23,12 +23,7 @@ pyo3::create_exception!(
     PyValueError,
     "A tape was used with a model or arrays it was not made for."
 );
-pyo3::create_exception!(
-    pylstm._core,
-    DTypeError,
-    PyTypeError,
-    "An array has an unsupported or mismatched dtype."
-);
+pyo3::create_exception!(pylstm._core, DTypeError, PyTypeError, "An array has an unsupported or mismatched dtype.");
 pyo3::create_exception!(
     pylstm._core,
     EngineError,

@@ -26,9 +26,7 @@ mod _core {
     #[pyfunction]
     fn set_num_threads(n: i64) -> PyResult<()> {
         if n <= 0 {
-            return Err(errors::LstmValueError::new_err(format!(
-                "num_threads: expected a positive integer, got {n}"
-            )));
+            return Err(errors::LstmValueError::new_err(format!("num_threads: expected a positive integer, got {n}")));
         }
         lstm_core::set_num_threads(n as usize).map_err(errors::to_py)
     }
@@ -49,11 +47,7 @@ mod _core {
     #[pyfunction]
     fn supported_kernels() -> Vec<&'static str> {
         use lstm_core::KernelPath::*;
-        [Scalar, Avx2, Avx512, Neon]
-            .into_iter()
-            .filter(|p| p.supported())
-            .map(|p| p.name())
-            .collect()
+        [Scalar, Avx2, Avx512, Neon].into_iter().filter(|p| p.supported()).map(|p| p.name()).collect()
     }
 
     /// Pins the point-wise kernels to a path.

@@ -3,8 +3,8 @@
 //! projections, inter-layer dropout masks).
 
 use lstm_core::{
-    network_backward as core_backward, network_forward as core_forward, Activation, CellOps,
-    DirParams, GateOrder, LayerShape, NetworkTape, Real, Schedule,
+    network_backward as core_backward, network_forward as core_forward, Activation, CellOps, DirParams, GateOrder,
+    LayerShape, NetworkTape, Real, Schedule,
 };
 use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
@@ -84,9 +84,7 @@ fn parse_ops(
     }
     if let Some(c) = clip {
         if c.is_nan() || c <= 0.0 {
-            return Err(LstmValueError::new_err(format!(
-                "clip: expected a positive number, got {c}"
-            )));
+            return Err(LstmValueError::new_err(format!("clip: expected a positive number, got {c}")));
         }
     }
     activations
@@ -98,44 +96,29 @@ fn parse_ops(
                     fgh.len()
                 )));
             }
-            let act =
-                |k: usize| Activation::from_name(&fgh[k].0, fgh[k].1, fgh[k].2).map_err(to_py);
-            Ok(CellOps {
-                f: act(0)?,
-                g: act(1)?,
-                h: act(2)?,
-                clip,
-                input_forget,
-            })
+            let act = |k: usize| Activation::from_name(&fgh[k].0, fgh[k].1, fgh[k].2).map_err(to_py);
+            Ok(CellOps { f: act(0)?, g: act(1)?, h: act(2)?, clip, input_forget })
         })
         .collect()
 }
 
 type Borrowed<'py, F> = Vec<Vec<[Option<PyReadonlyArrayDyn<'py, F>>; 5]>>;
 
-fn borrow_layers<'py, F: Element>(
-    layers: &Bound<'py, PyList>,
-    nd: usize,
-) -> PyResult<Borrowed<'py, F>> {
+fn borrow_layers<'py, F: Element>(layers: &Bound<'py, PyList>, nd: usize) -> PyResult<Borrowed<'py, F>> {
     let names = ["W", "R", "B", "P", "weight_hr"];
     let mut out = Vec::new();
     for (l, layer) in layers.iter().enumerate() {
-        let dirs = layer.cast::<PyList>().map_err(|_| {
-            ShapeError::new_err(format!("layers[{l}]: expected a list of directions"))
-        })?;
+        let dirs = layer
+            .cast::<PyList>()
+            .map_err(|_| ShapeError::new_err(format!("layers[{l}]: expected a list of directions")))?;
         if dirs.len() != nd {
-            return Err(ShapeError::new_err(format!(
-                "layers[{l}]: expected {nd} directions, got {}",
-                dirs.len()
-            )));
+            return Err(ShapeError::new_err(format!("layers[{l}]: expected {nd} directions, got {}", dirs.len())));
         }
         let mut per_dir = Vec::new();
         for (d, item) in dirs.iter().enumerate() {
-            let parts: Vec<Bound<'py, PyAny>> = item.extract().map_err(|_| {
-                ShapeError::new_err(format!(
-                    "layers[{l}][{d}]: expected (W, R, B, P, weight_hr)"
-                ))
-            })?;
+            let parts: Vec<Bound<'py, PyAny>> = item
+                .extract()
+                .map_err(|_| ShapeError::new_err(format!("layers[{l}][{d}]: expected (W, R, B, P, weight_hr)")))?;
             if parts.len() != 5 {
                 return Err(ShapeError::new_err(format!(
                     "layers[{l}][{d}]: expected 5 entries (W, R, B, P, weight_hr), got {}",
@@ -147,9 +130,7 @@ fn borrow_layers<'py, F: Element>(
                 arrs[k] = borrow_opt(names[k], Some(&parts[k]))?;
             }
             if arrs[0].is_none() || arrs[1].is_none() {
-                return Err(ShapeError::new_err(format!(
-                    "layers[{l}][{d}]: W and R are required"
-                )));
+                return Err(ShapeError::new_err(format!("layers[{l}][{d}]: W and R are required")));
             }
             per_dir.push(arrs);
         }
@@ -181,11 +162,7 @@ fn dir_params<'a, F: Element + Real>(
         .collect()
 }
 
-fn to_numpy<'py, F: Element>(
-    py: Python<'py>,
-    v: Vec<F>,
-    shape: Vec<usize>,
-) -> PyResult<Bound<'py, PyAny>> {
+fn to_numpy<'py, F: Element>(py: Python<'py>, v: Vec<F>, shape: Vec<usize>) -> PyResult<Bound<'py, PyAny>> {
     Ok(v.into_pyarray(py).reshape(shape)?.into_any())
 }
 
@@ -201,12 +178,7 @@ fn forward_typed<'py, F: Element + Real>(
     masks: Option<&Bound<'py, PyList>>,
     keep_tape: bool,
     wrap: fn(NetworkTape<F>) -> TapeData,
-) -> PyResult<(
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Option<Tape>,
-)> {
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Tape>)> {
     let nd = cfg.reverse.len();
     let xa = borrow::<F>("X", x)?;
     let h0a = borrow_opt::<F>("initial_h", h0)?;
@@ -224,7 +196,12 @@ fn forward_typed<'py, F: Element + Real>(
             v.iter()
                 .enumerate()
                 .map(|(b, &n)| {
-                    usize::try_from(n).map_err(|_| LstmValueError::new_err(format!("sequence_lens: expected each length in 1..={}, got {n} at batch index {b}", cfg.steps)))
+                    usize::try_from(n).map_err(|_| {
+                        LstmValueError::new_err(format!(
+                            "sequence_lens: expected each length in 1..={}, got {n} at batch index {b}",
+                            cfg.steps
+                        ))
+                    })
                 })
                 .collect::<PyResult<_>>()?,
         ),
@@ -236,14 +213,9 @@ fn forward_typed<'py, F: Element + Real>(
     let c0s = c0a.as_ref().map(data);
     let ms: Vec<Option<&[F]>> = mask_arrays.iter().map(|m| m.as_ref().map(data)).collect();
     let shape = cfg.shape;
-    let out = py
-        .detach(|| core_forward(&shape, &params, &sched, xs, h0s, c0s, &ms, keep_tape))
-        .map_err(to_py)?;
+    let out = py.detach(|| core_forward(&shape, &params, &sched, xs, h0s, c0s, &ms, keep_tape)).map_err(to_py)?;
     let (t, b, p, h, l) = (cfg.steps, cfg.batch, shape.out(), shape.hidden, cfg.layers);
-    let tape = out.tape.map(|tp| Tape {
-        cfg: cfg.clone(),
-        data: wrap(tp),
-    });
+    let tape = out.tape.map(|tp| Tape { cfg: cfg.clone(), data: wrap(tp) });
     Ok((
         to_numpy(py, out.y, vec![t, b, nd * p])?,
         to_numpy(py, out.hn, vec![l * nd, b, p])?,
@@ -275,31 +247,18 @@ pub fn network_forward<'py>(
     lengths: Option<Vec<i64>>,
     masks: Option<&Bound<'py, PyList>>,
     keep_tape: bool,
-) -> PyResult<(
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Option<Tape>,
-)> {
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Tape>)> {
     let nd = reverse.len();
     if nd == 0 || nd > 2 {
-        return Err(LstmValueError::new_err(format!(
-            "direction: expected 1 or 2 directions, got {nd}"
-        )));
+        return Err(LstmValueError::new_err(format!("direction: expected 1 or 2 directions, got {nd}")));
     }
     if layers.is_empty() {
-        return Err(LstmValueError::new_err(
-            "num_layers: expected at least 1, got 0",
-        ));
+        return Err(LstmValueError::new_err("num_layers: expected at least 1, got 0"));
     }
     let order = match order {
         "onnx" => GateOrder::ONNX,
         "torch" => GateOrder::TORCH,
-        other => {
-            return Err(LstmValueError::new_err(format!(
-                "order: expected 'onnx' or 'torch', got {other:?}"
-            )))
-        }
+        other => return Err(LstmValueError::new_err(format!("order: expected 'onnx' or 'torch', got {other:?}"))),
     };
     let ops = parse_ops(&activations, clip, input_forget, nd)?;
     let dims: Vec<usize> = x.getattr("shape")?.extract()?;
@@ -309,12 +268,7 @@ pub fn network_forward<'py>(
         )));
     }
     let cfg = NetConfig {
-        shape: LayerShape {
-            input: dims[2],
-            hidden: hidden_size,
-            proj: proj_size,
-            order,
-        },
+        shape: LayerShape { input: dims[2], hidden: hidden_size, proj: proj_size, order },
         layers: layers.len(),
         reverse,
         ops,
@@ -323,42 +277,13 @@ pub fn network_forward<'py>(
     };
     let dtype: String = x.getattr("dtype")?.str()?.to_string();
     match dtype.as_str() {
-        "float32" => forward_typed::<f32>(
-            py,
-            x,
-            layers,
-            cfg,
-            h0,
-            c0,
-            lengths,
-            masks,
-            keep_tape,
-            TapeData::F32,
-        ),
-        "float64" => forward_typed::<f64>(
-            py,
-            x,
-            layers,
-            cfg,
-            h0,
-            c0,
-            lengths,
-            masks,
-            keep_tape,
-            TapeData::F64,
-        ),
-        other => Err(DTypeError::new_err(format!(
-            "X: expected dtype float32 or float64, got {other}"
-        ))),
+        "float32" => forward_typed::<f32>(py, x, layers, cfg, h0, c0, lengths, masks, keep_tape, TapeData::F32),
+        "float64" => forward_typed::<f64>(py, x, layers, cfg, h0, c0, lengths, masks, keep_tape, TapeData::F64),
+        other => Err(DTypeError::new_err(format!("X: expected dtype float32 or float64, got {other}"))),
     }
 }
 
-type Grads<'py> = (
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Bound<'py, PyAny>,
-    Vec<Vec<Bound<'py, PyDict>>>,
-);
+type Grads<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Vec<Vec<Bound<'py, PyDict>>>);
 
 fn backward_typed<'py, F: Element + Real>(
     py: Python<'py>,
@@ -382,15 +307,9 @@ fn backward_typed<'py, F: Element + Real>(
     let dha = borrow_opt::<F>("dh_n", dhn)?;
     let dca = borrow_opt::<F>("dc_n", dcn)?;
     let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops);
-    let (dys, dhs, dcs) = (
-        dya.as_ref().map(data),
-        dha.as_ref().map(data),
-        dca.as_ref().map(data),
-    );
+    let (dys, dhs, dcs) = (dya.as_ref().map(data), dha.as_ref().map(data), dca.as_ref().map(data));
     let shape = cfg.shape;
-    let g = py
-        .detach(|| core_backward(&shape, &params, tape, dys, dhs, dcs))
-        .map_err(to_py)?;
+    let g = py.detach(|| core_backward(&shape, &params, tape, dys, dhs, dcs)).map_err(to_py)?;
     let (t, b, p, h, l) = (cfg.steps, cfg.batch, shape.out(), shape.hidden, cfg.layers);
     let mut grads = Vec::new();
     for (li, dirs) in g.layers.into_iter().enumerate() {

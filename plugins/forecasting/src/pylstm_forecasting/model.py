@@ -73,6 +73,11 @@ class Forecaster(nn.Module):
                             seed=int(rng.integers(2**31)))
         self.head = nn.Linear(cfg.hidden, cfg.horizon * len(cfg.quantiles),
                               seed=int(rng.integers(2**31)))
+        # forget-gate bias 1 (Jozefowicz et al. 2015): the state remembers a whole season from
+        # the start instead of a few steps, which avoids a long plateau on seasonal series
+        for name, value in self.lstm.parameters.items():
+            if name.startswith("bias_ih_l"):
+                value[cfg.hidden : 2 * cfg.hidden] = 1.0
 
     # -------------------------------------------------------------------- scaling
     def features(self, raw: np.ndarray) -> np.ndarray:
