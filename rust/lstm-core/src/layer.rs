@@ -222,7 +222,7 @@ fn validate<F>(shape: &LayerShape, dirs: &[DirParams<'_, F>], sched: &Schedule, 
 }
 
 /// Batches up to this size use the packed per-thread recurrent kernel; larger ones use GEMM.
-const PANEL_MAX_BATCH: usize = 16;
+const PANEL_MAX_BATCH: usize = 64;
 
 /// How the threads are shared: `team` threads per direction; directions at once or in turn.
 fn team_plan(threads: usize, dirs: usize, hidden: usize, batch: usize) -> (usize, bool) {

@@ -10,7 +10,7 @@ use crate::real::Real;
 /// Bytes per column tile (two AVX-512 registers, four AVX2 registers).
 const TILE_BYTES: usize = 128;
 /// Rows handled together: each weight load is reused this many times.
-const ROW_BLOCK: usize = 4;
+const ROW_BLOCK: usize = 8;
 
 /// A run of output columns and where its tiles start in the panel.
 #[derive(Debug, Clone, Copy)]
@@ -128,16 +128,22 @@ unsafe fn tile_product<F: Real>(
         if let Some(wide) = simd {
             // SAFETY: `Real` is sealed to f32 and f64, so the casts reinterpret the same type.
             if F::IS_F32 {
-                let (l, w, a) =
-                    (lhs.map(|p| p as *const f32), w as *const f32, &mut *(acc as *mut _ as *mut [[f32; 32]; 4]));
+                let (l, w, a) = (
+                    lhs.map(|p| p as *const f32),
+                    w as *const f32,
+                    &mut *(acc as *mut _ as *mut [[f32; 32]; ROW_BLOCK]),
+                );
                 if wide {
                     x86::f32_avx512(nr, k, &l, w, a)
                 } else {
                     x86::f32_avx2(nr, k, &l, w, a)
                 }
             } else {
-                let (l, w, a) =
-                    (lhs.map(|p| p as *const f64), w as *const f64, &mut *(acc as *mut _ as *mut [[f64; 32]; 4]));
+                let (l, w, a) = (
+                    lhs.map(|p| p as *const f64),
+                    w as *const f64,
+                    &mut *(acc as *mut _ as *mut [[f64; 32]; ROW_BLOCK]),
+                );
                 if wide {
                     x86::f64_avx512(nr, k, &l, w, a)
                 } else {
@@ -166,14 +172,14 @@ mod x86 {
     use std::arch::x86_64::*;
 
     macro_rules! tile_kernels {
-        ($entry:ident, $feat:literal, $t:ty, $v:ty, $lanes:literal, $nv:literal,
+        ($entry:ident, $feat:literal, $t:ty, $v:ty, $lanes:literal, $nv:literal, $maxr:literal,
          $zero:ident, $loadu:ident, $storeu:ident, $set1:ident, $fmadd:ident, $add:ident) => {
             #[target_feature(enable = $feat)]
             unsafe fn block<const R: usize, const U: usize>(
                 k: usize,
-                lhs: &[*const $t; 4],
+                lhs: &[*const $t],
                 w: *const $t,
-                acc_io: &mut [[$t; 32]; 4],
+                acc_io: &mut [[$t; 32]],
             ) {
                 let mut acc: [[[$v; $nv]; R]; U] = [[[$zero(); $nv]; R]; U];
                 for r in 0..R {
@@ -221,20 +227,31 @@ mod x86 {
                 }
             }
 
-            /// Dispatches on the row count; the unroll keeps about eight accumulators live.
+            /// Dispatches on the row count: blocks of at most `$maxr` rows (what the register
+            /// file holds), the k loop unrolled so about eight accumulators stay live.
             #[target_feature(enable = $feat)]
             pub(in crate::recurrent) unsafe fn $entry(
                 nr: usize,
                 k: usize,
-                lhs: &[*const $t; 4],
+                lhs: &[*const $t; 8],
                 w: *const $t,
-                acc: &mut [[$t; 32]; 4],
+                acc: &mut [[$t; 32]; 8],
             ) {
-                match nr {
-                    1 => block::<1, { 8 / $nv }>(k, lhs, w, acc),
-                    2 => block::<2, { 8 / (2 * $nv) + (2 * $nv > 8) as usize }>(k, lhs, w, acc),
-                    3 => block::<3, 1>(k, lhs, w, acc),
-                    _ => block::<4, 1>(k, lhs, w, acc),
+                let mut r0 = 0;
+                while r0 < nr {
+                    let n = (nr - r0).min($maxr);
+                    let (l, a) = (&lhs[r0..], &mut acc[r0..]);
+                    match n {
+                        1 => block::<1, { 8 / $nv }>(k, l, w, a),
+                        2 => block::<2, { 8 / (2 * $nv) + (2 * $nv > 8) as usize }>(k, l, w, a),
+                        3 => block::<3, 1>(k, l, w, a),
+                        4 => block::<4, 1>(k, l, w, a),
+                        5 => block::<5, 1>(k, l, w, a),
+                        6 => block::<6, 1>(k, l, w, a),
+                        7 => block::<7, 1>(k, l, w, a),
+                        _ => block::<8, 1>(k, l, w, a),
+                    }
+                    r0 += n;
                 }
             }
         };
@@ -249,6 +266,7 @@ mod x86 {
             __m512,
             16,
             2,
+            8,
             _mm512_setzero_ps,
             _mm512_loadu_ps,
             _mm512_storeu_ps,
@@ -266,6 +284,7 @@ mod x86 {
             __m512d,
             8,
             2,
+            8,
             _mm512_setzero_pd,
             _mm512_loadu_pd,
             _mm512_storeu_pd,
@@ -283,6 +302,7 @@ mod x86 {
             __m256,
             8,
             4,
+            2,
             _mm256_setzero_ps,
             _mm256_loadu_ps,
             _mm256_storeu_ps,
@@ -300,6 +320,7 @@ mod x86 {
             __m256d,
             4,
             4,
+            2,
             _mm256_setzero_pd,
             _mm256_loadu_pd,
             _mm256_storeu_pd,

@@ -177,7 +177,7 @@ fn configs() -> Vec<Config> {
             ..base.clone()
         },
         // Larger than the packed-kernel batch limit: the per-step GEMM path.
-        Config { b: 18, h: 20, dirs: 2, peep: true, lengths: Some((0..18).map(|k| 1 + k % 5).collect()), ..base },
+        Config { b: 66, h: 20, dirs: 2, peep: true, lengths: Some((0..66).map(|k| 1 + k % 5).collect()), ..base },
     ]
 }
 
