@@ -159,8 +159,7 @@ def _apply_globals(args: argparse.Namespace) -> None:
 
 def _select_backend(name: str) -> None:
     """Select ``name`` process-wide with ``pylstm.backends.set_backend`` (checks it exists)."""
-    from pylstm import backends
-
+    backends = importlib.import_module("pylstm.backends")  # pylstm.backends is also a function
     backends.set_backend(name)
     backend = backends.get_backend()
     if hasattr(backend, "available") and not backend.available():

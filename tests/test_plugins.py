@@ -6,6 +6,7 @@ Needs the example plugin and the forecasting plugin installed:
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import inspect
 import sys
@@ -316,8 +317,7 @@ def test_hook_register_backends() -> None:
     found = plugins.get_backends()
     assert isinstance(found["fake-test-backend"], FakeBackend)
     assert {"rust", "onnxruntime"} <= set(found)  # the built-ins, through the same hook
-    from pylstm import backends
-
+    backends = importlib.import_module("pylstm.backends")
     assert backends.get_backend("fake-test-backend").name == "fake-test-backend"
 
 

@@ -15,7 +15,7 @@
 use crate::error::{check_len, LstmError, Result};
 use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
 use crate::real::Real;
-use crate::recurrent::{multiply, Panel};
+use crate::recurrent::{axpy_cols, dot_rows, Segment};
 use crate::schedule::Schedule;
 use crate::threads::{broadcast, split_range, with_pool, SpinBarrier};
 
@@ -221,7 +221,7 @@ fn validate<F>(shape: &LayerShape, dirs: &[DirParams<'_, F>], sched: &Schedule, 
     Ok(())
 }
 
-/// Batches up to this size use the packed per-thread recurrent kernel; larger ones use GEMM.
+/// Batches up to this size use the register-blocked step kernels; larger ones use GEMM.
 const PANEL_MAX_BATCH: usize = 64;
 
 /// How the threads are shared: `team` threads per direction; directions at once or in turn.
@@ -340,24 +340,7 @@ fn forward_in_pool<F: Real>(
             }
             let lhs = xs.as_deref().unwrap_or(x);
             // SAFETY: gates is [S*B, 4H]; lhs holds at least S*B rows of I; W is [4H, I].
-            unsafe {
-                gemm(
-                    s_len * b,
-                    g,
-                    i,
-                    gates.as_mut_ptr(),
-                    g,
-                    1,
-                    dp.bias.is_some(),
-                    lhs.as_ptr(),
-                    i,
-                    1,
-                    dp.w.as_ptr(),
-                    1,
-                    i,
-                    threads,
-                );
-            }
+            unsafe { project_inputs(path, threads, s_len * b, i, g, lhs, dp.w, &mut gates, dp.bias.is_some()) };
             let mut c = vec![F::ZERO; (s_len + 1) * b * h];
             let mut hs = vec![F::ZERO; (s_len + 1) * b * p];
             for (row, &orig) in sched.perm.iter().enumerate() {
@@ -414,6 +397,40 @@ fn forward_in_pool<F: Real>(
     }
     let tape = keep_tape.then(|| LayerTape { sched: sched.clone(), dirs: tapes });
     LayerOutput { y, hn, cn, tape }
+}
+
+/// `out[rows, 4H] (+)= lhs[rows, I] · W^T`: one GEMM for many rows; for up to 64 rows
+/// (streaming, short sequences) the dot-form kernel on W in place, split over the threads, since a
+/// GEMM would pack all of W for a product that reads it once.
+///
+/// # Safety
+/// `lhs` holds `rows × i` values, `w` `g × i`, `out` `rows × g`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn project_inputs<F: Real>(
+    path: KernelPath,
+    threads: usize,
+    rows: usize,
+    i: usize,
+    g: usize,
+    lhs: &[F],
+    w: &[F],
+    out: &mut [F],
+    accumulate: bool,
+) {
+    if rows > 64 {
+        gemm(rows, g, i, out.as_mut_ptr(), g, 1, accumulate, lhs.as_ptr(), i, 1, w.as_ptr(), 1, i, threads);
+        return;
+    }
+    let out_ptr = Ptr::of(out);
+    let parts = threads.min(g.div_ceil(64)).max(1);
+    broadcast(parts, |m| {
+        let (c0, c1) = split_range(g, parts, m, 16);
+        if c1 > c0 {
+            let seg = [Segment { out_col: c0, width: c1 - c0, w_start: c0 }];
+            // SAFETY: each part writes its own columns of `out`.
+            unsafe { dot_rows(path, rows, i, lhs.as_ptr(), i, w.as_ptr(), i, &seg, out_ptr.at(0), g, accumulate) };
+        }
+    });
 }
 
 /// Copies the input rows each step reads into step order (zeros where a row has ended).
@@ -475,11 +492,10 @@ fn forward_steps<F: Real>(
     let (p0, p1) = split_range(p, k, m, 16);
     let w = u1 - u0;
     let peep = peep_views(dp.peephole, h, u0, u1);
-    // This member's columns of R^T (all four gates of its units), packed once for all steps.
-    let panel = (b <= PANEL_MAX_BATCH && w > 0).then(|| {
-        let segs: Vec<(usize, usize)> = (0..4).map(|blk| (blk * h + u0, w)).collect();
-        Panel::pack(p, &segs, |blk, kk, j| dp.r[(blk * h + u0 + j) * p + kk])
-    });
+    // This member's rows of R (all four gates of its units), read in place every step.
+    let segs: Vec<Segment> =
+        (0..4).map(|blk| Segment { out_col: blk * h + u0, width: w, w_start: blk * h + u0 }).collect();
+    let small = b <= PANEL_MAX_BATCH;
     for s in 0..sched.max_len() {
         let n = sched.active[s];
         // SAFETY: this member writes only its own units' columns of step s (gates, pre, c,
@@ -488,8 +504,8 @@ fn forward_steps<F: Real>(
             let gates_s = bufs.gates.at(s * b * g);
             let hprev = bufs.h.at(s * b * p) as *const F;
             if w > 0 {
-                if let Some(panel) = &panel {
-                    multiply(path, panel, n, hprev, p, gates_s, g, true);
+                if small {
+                    dot_rows(path, n, p, hprev, p, dp.r.as_ptr(), p, &segs, gates_s, g, true);
                 } else if k == 1 {
                     gemm(n, g, p, gates_s, g, 1, true, hprev, p, 1, dp.r.as_ptr(), 1, p, 1);
                 } else {
@@ -756,9 +772,9 @@ fn backward_steps<F: Real>(
     let (p0, p1) = if bufs.dhtot.is_some() { split_range(p, k, m, 16) } else { (u0, u1) };
     let w = u1 - u0;
     let peep = peep_views(dp.peephole, h, u0, u1);
-    // This member's output columns of R (over all 4H rows), packed once for all steps.
-    let panel =
-        (b <= PANEL_MAX_BATCH && p1 > p0).then(|| Panel::pack(g, &[(p0, p1 - p0)], |_, kk, j| dp.r[kk * p + p0 + j]));
+    // This member's output columns of R (over all 4H rows), read in place every step.
+    let segs = [Segment { out_col: p0, width: p1 - p0, w_start: p0 }];
+    let small = b <= PANEL_MAX_BATCH;
     for s in (0..sched.max_len()).rev() {
         let n = sched.active[s];
         // SAFETY: each member writes only its own columns (units u0..u1, outputs p0..p1) of
@@ -814,9 +830,9 @@ fn backward_steps<F: Real>(
             barrier.wait();
             // 5. Into the previous step's hidden state.
             let dz_s = bufs.dz.at(s * b * g) as *const F;
-            match &panel {
-                Some(panel) => multiply(path, panel, n, dz_s, g, bufs.dh.0, p, false),
-                None => gemm(n, p1 - p0, g, bufs.dh.at(p0), p, 1, false, dz_s, g, 1, dp.r.as_ptr().add(p0), p, 1, 1),
+            match small {
+                true => axpy_cols(path, n, g, dz_s, g, dp.r.as_ptr(), p, &segs, bufs.dh.0, p, false),
+                false => gemm(n, p1 - p0, g, bufs.dh.at(p0), p, 1, false, dz_s, g, 1, dp.r.as_ptr().add(p0), p, 1, 1),
             }
         }
     }

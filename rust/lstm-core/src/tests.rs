@@ -329,3 +329,31 @@ fn wrong_sizes_are_errors_not_panics() {
     let e = layer_forward(&shape(&cfg), &dir_params(&cfg, &ps), &sched, &x, None, None, false).unwrap_err();
     assert!(e.to_string().contains("X: expected 60 elements, got 3"), "{e}");
 }
+
+mod shapes {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+        /// Any shape, direction, projection and set of lengths agrees with the naive reference.
+        #[test]
+        fn random_shapes_match_the_reference(
+            t in 1usize..7, b in 1usize..12, i in 1usize..9, h in 1usize..40, dirs in 1usize..3,
+            proj_frac in 0usize..3, peep in any::<bool>(), with_lengths in any::<bool>(), seed in any::<u64>(),
+        ) {
+            let proj = if proj_frac == 0 || h < 2 { 0 } else { (h * proj_frac / 3).max(1) };
+            let mut rng = Rng(seed | 1);
+            let lengths = with_lengths.then(|| (0..b).map(|_| 1 + ((rng.next() + 1.0) * t as f64 / 2.0) as usize % t).collect());
+            let cfg = Config { t, b, i, h, proj, dirs, peep, lengths, ops: default_ops(), order: GateOrder::TORCH };
+            let ps = params(&cfg, &mut rng);
+            let (x, h0, c0) = inputs(&cfg, &mut rng);
+            let (ey, ehn, ecn) = naive(&cfg, &ps, &x, &h0, &c0);
+            let sched = Schedule::new(t, b, cfg.lengths.as_deref()).unwrap();
+            let out = layer_forward(&shape(&cfg), &dir_params(&cfg, &ps), &sched, &x, Some(&h0), Some(&c0), false).unwrap();
+            prop_assert!(max_diff(&out.y, &ey) < 1e-12);
+            prop_assert!(max_diff(&out.hn, &ehn) < 1e-12);
+            prop_assert!(max_diff(&out.cn, &ecn) < 1e-12);
+        }
+    }
+}
