@@ -319,7 +319,6 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     task = get_tasks()[args.task]
-    _apply_globals(args)
     out = args.out or Path("runs") / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -372,6 +371,10 @@ def _cmd_run_dir(args: argparse.Namespace) -> int:
     task = tasks[task_name]
     tp = _Parser(prog=f"pylstm {args.command} RUN_DIR")
     _add_global_options(tp, suppress=True)
+    if args.command == "predict":  # the command's own options may follow RUN_DIR too
+        tp.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    if args.command == "export":
+        tp.add_argument("-o", "--output", type=Path, default=argparse.SUPPRESS)
     task.add_arguments(tp)
     known = set(_task_dests(tp))
     tp.set_defaults(**{k: v for k, v in saved.items() if k in known})
@@ -438,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "func", None) is None:
             parser.print_help()
             return 2
+        _apply_globals(args)
         rc = args.func(args)
         return int(rc or 0)
     except SystemExit as exc:  # argparse errors and --help
@@ -450,7 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             KeyError, RuntimeError, ImportError) as exc:
         if debug:
             raise
-        prefix = "" if isinstance(exc, (TaskError, OSError, ValueError)) else (
+        ours = type(exc).__module__.startswith("pylstm")
+        prefix = "" if ours or isinstance(exc, (OSError, ValueError)) else (
             type(exc).__name__ + ": ")
         sys.stderr.write(f"pylstm: error: {prefix}{_one_line(exc)}\n")
         return 1

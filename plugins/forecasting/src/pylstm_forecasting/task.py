@@ -61,7 +61,7 @@ class ForecastingTask:
         m.add_argument("--dropout", type=float, default=0.0, help="dropout between layers")
         m.add_argument("--quantiles", default="0.1,0.5,0.9",
                        help="quantiles to learn; the outer two give the interval")
-        m.add_argument("--epochs", type=int, default=40, help="epochs (default 40)")
+        m.add_argument("--epochs", type=int, default=60, help="epochs (default 60)")
         m.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
         m.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (1e-2)")
         m.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip (0: off)")

@@ -1,0 +1,77 @@
+"""Type stubs for the Rust extension ``pylstm._core`` (checked with ``mypy.stubtest``)."""
+
+from collections.abc import Sequence
+from typing import Any, final
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+__all__ = [
+    "DTypeError",
+    "EngineError",
+    "LstmValueError",
+    "ShapeError",
+    "Tape",
+    "TapeError",
+    "__version__",
+    "detected_kernel",
+    "kernel",
+    "kernel_env_warning",
+    "network_backward",
+    "network_forward",
+    "num_threads",
+    "reset_after_fork",
+    "set_kernel",
+    "set_num_threads",
+    "supported_kernels",
+]
+
+class ShapeError(ValueError): ...
+class LstmValueError(ValueError): ...
+class TapeError(ValueError): ...
+class DTypeError(TypeError): ...
+class EngineError(RuntimeError): ...
+
+@final
+class Tape:
+    @property
+    def nbytes(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
+
+_Activation = tuple[str, float | None, float | None]
+_Layer = Sequence[Sequence[Any]]
+
+def network_forward(
+    x: npt.NDArray[np.floating[Any]],
+    layers: _Layer,
+    *,
+    hidden_size: int,
+    proj_size: int,
+    order: str,
+    reverse: Sequence[bool],
+    activations: Sequence[Sequence[_Activation]],
+    clip: float | None = None,
+    input_forget: bool = False,
+    h0: npt.NDArray[np.floating[Any]] | None = None,
+    c0: npt.NDArray[np.floating[Any]] | None = None,
+    lengths: Sequence[int] | None = None,
+    masks: Sequence[npt.NDArray[np.floating[Any]] | None] | None = None,
+    keep_tape: bool = False,
+) -> tuple[Any, Any, Any, Tape | None]: ...
+def network_backward(
+    tape: Tape,
+    layers: _Layer,
+    dy: npt.NDArray[np.floating[Any]] | None = None,
+    dh_n: npt.NDArray[np.floating[Any]] | None = None,
+    dc_n: npt.NDArray[np.floating[Any]] | None = None,
+) -> tuple[Any, Any, Any, list[list[dict[str, Any]]]]: ...
+def num_threads() -> int: ...
+def set_num_threads(n: int) -> None: ...
+def kernel() -> str: ...
+def detected_kernel() -> str: ...
+def supported_kernels() -> list[str]: ...
+def set_kernel(name: str) -> None: ...
+def kernel_env_warning() -> str | None: ...
+def reset_after_fork() -> None: ...

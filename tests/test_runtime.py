@@ -1,0 +1,320 @@
+"""Run-time settings: threads, SIMD kernel paths, fork safety, the GIL, ``pylstm.info()``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import pylstm
+from pylstm import functional as F
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def restore_runtime():
+    threads, kern = pylstm.get_num_threads(), pylstm.kernel()
+    yield
+    pylstm.set_num_threads(threads)
+    pylstm.set_kernel(kern)
+
+
+def _problem(dtype=np.float32, T=12, nb=24, I=20, H=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return dict(
+        X=rng.standard_normal((T, nb, I)).astype(dtype),
+        W=(rng.standard_normal((2, 4 * H, I)) * 0.3).astype(dtype),
+        R=(rng.standard_normal((2, 4 * H, H)) * 0.3).astype(dtype),
+        B=(rng.standard_normal((2, 8 * H)) * 0.3).astype(dtype),
+        sequence_lens=rng.integers(1, T + 1, nb),
+        initial_h=(rng.standard_normal((2, nb, H)) * 0.3).astype(dtype),
+        initial_c=(rng.standard_normal((2, nb, H)) * 0.3).astype(dtype),
+        P=(rng.standard_normal((2, 3 * H)) * 0.3).astype(dtype),
+    )
+
+
+def _everything(dtype):
+    """Outputs and gradients of functional.lstm and of a deep LSTM module, as a dict."""
+    a = _problem(dtype)
+    X, W, R = a.pop("X"), a.pop("W"), a.pop("R")
+    Y, Yh, Yc, tape = F.lstm(X, W, R, **a, direction="bidirectional", clip=3.0,
+                             requires_grad=True)
+    g = F.lstm_backward(tape, np.ones_like(Y), np.ones_like(Yh), np.ones_like(Yc))
+    out = {"Y": Y, "Yh": Yh, "Yc": Yc, **{"g" + k: v for k, v in g.items()}}
+    acts = ["HardSigmoid", "Softsign", "Elu", "Sigmoid", "Softplus", "ScaledTanh"]
+    Y2, *_ = F.lstm(X, W, R, direction="bidirectional", activations=acts,
+                    activation_alpha=[0.3, 0.9, 0.7], activation_beta=[0.5, 1.1])
+    out["Y_acts"] = Y2
+    m = pylstm.LSTM(20, 33, num_layers=2, bidirectional=True, proj_size=17, dtype=dtype, seed=1)
+    y, (h, c), mt = m.forward(X, requires_grad=True)
+    dx, _ = m.backward(mt, np.ones_like(y))
+    out.update(my=y, mh=h, mc=c, mdx=dx, **{"m" + k: v for k, v in m.grads.items()})
+    return out
+
+
+def _assert_same(a: dict, b: dict, tol: float, what: str):
+    assert set(a) == set(b)
+    for k in a:
+        assert a[k].shape == b[k].shape, (what, k)
+        np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol, err_msg=f"{what}: {k}")
+
+
+# ----------------------------------------------------------------------------- info
+
+
+def test_info_keys():
+    info = pylstm.info()
+    assert set(info) >= {"version", "kernel", "detected_kernel", "supported_kernels",
+                         "num_threads", "dtypes"}
+    assert info["version"] == pylstm.__version__
+    assert "scalar" in info["supported_kernels"]
+    assert info["kernel"] in info["supported_kernels"]
+    assert info["detected_kernel"] in info["supported_kernels"]
+    assert info["kernel"] == pylstm.kernel()
+    assert info["num_threads"] == pylstm.get_num_threads() >= 1
+    assert set(info["dtypes"]) == {"float32", "float64"}
+    json.dumps(info)  # plain data
+
+
+# ----------------------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_two_and_three_threads_agree(dtype, restore_runtime):
+    results = {}
+    for n in (1, 2, 3):
+        pylstm.set_num_threads(n)
+        assert pylstm.get_num_threads() == n
+        assert pylstm.info()["num_threads"] == n
+        results[n] = _everything(dtype)
+    _assert_same(results[1], results[2], 1e-6, "1 vs 2 threads")
+    _assert_same(results[1], results[3], 1e-6, "1 vs 3 threads")
+
+
+@pytest.mark.parametrize("bad,exc", [(0, ValueError), (-3, ValueError), (True, TypeError),
+                                     (2.0, TypeError), ("2", TypeError), (None, TypeError)])
+def test_set_num_threads_rejects(bad, exc, restore_runtime):
+    before = pylstm.get_num_threads()
+    with pytest.raises(exc) as err:
+        pylstm.set_num_threads(bad)
+    assert "n" in str(err.value) or "num_threads" in str(err.value)
+    assert pylstm.get_num_threads() == before
+
+
+def _run_py(code: str, env_extra: dict, timeout: float = 120):
+    env = dict(os.environ, **env_extra)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_pylstm_num_threads_env():
+    code = """
+        import json, pylstm
+        print(json.dumps([pylstm.get_num_threads(), pylstm.info()["num_threads"]]))
+    """
+    for n in ("1", "3", " 2 "):
+        r = _run_py(code, {"PYLSTM_NUM_THREADS": n})
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.strip().splitlines()[-1]) == [int(n), int(n)]
+    r = _run_py(code, {"PYLSTM_NUM_THREADS": "lots"})
+    assert r.returncode == 0, r.stderr
+    assert "PYLSTM_NUM_THREADS" in r.stderr and "lots" in r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])[0] >= 1
+
+
+def test_threads_env_results_match(tmp_path):
+    code = f"""
+        import numpy as np, sys
+        sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+        from test_runtime import _everything
+        np.savez(sys.argv[1], **_everything(np.float32))
+    """
+    outs = {}
+    for n in ("1", "2"):
+        path = tmp_path / f"t{n}.npz"
+        env = dict(os.environ, PYLSTM_NUM_THREADS=n)
+        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        r = subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(path)], cwd=REPO,
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        outs[n] = dict(np.load(path))
+    _assert_same(outs["1"], outs["2"], 1e-6, "PYLSTM_NUM_THREADS 1 vs 2")
+
+
+# ----------------------------------------------------------------------------- kernels
+
+
+SUPPORTED = pylstm.info()["supported_kernels"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_set_kernel_each_supported_path_matches_scalar(dtype, restore_runtime):
+    pylstm.set_kernel("scalar")
+    assert pylstm.kernel() == "scalar"
+    want = _everything(dtype)
+    for path in SUPPORTED:
+        pylstm.set_kernel(path)
+        assert pylstm.kernel() == path == pylstm.info()["kernel"]
+        _assert_same(_everything(dtype), want, 1e-5, f"kernel {path} vs scalar")
+
+
+def test_kernel_env_each_supported_path_matches_scalar(tmp_path):
+    code = f"""
+        import numpy as np, sys, pylstm
+        sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+        from test_runtime import _everything
+        out = {{k + "_32": v for k, v in _everything(np.float32).items()}}
+        out.update({{k + "_64": v for k, v in _everything(np.float64).items()}})
+        np.savez(sys.argv[1], kernel=np.array(pylstm.kernel()), **out)
+    """
+    outs = {}
+    for path in SUPPORTED:
+        file = tmp_path / f"{path}.npz"
+        env = dict(os.environ, PYLSTM_KERNEL=path)
+        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        r = subprocess.run([sys.executable, "-c", textwrap.dedent(code), str(file)], cwd=REPO,
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "RuntimeWarning" not in r.stderr, r.stderr
+        data = dict(np.load(file))
+        assert str(data.pop("kernel")) == path
+        outs[path] = data
+    for path in SUPPORTED:
+        _assert_same(outs[path], outs["scalar"], 1e-5, f"PYLSTM_KERNEL={path} vs scalar")
+
+
+def test_set_kernel_unknown(restore_runtime):
+    before = pylstm.kernel()
+    for bad in ("sse9", "", "AVX3"):
+        with pytest.raises(pylstm.LstmValueError) as err:
+            pylstm.set_kernel(bad)
+        assert "kernel" in str(err.value) and "scalar" in str(err.value)
+        assert repr(bad) in str(err.value) or f'"{bad}"' in str(err.value)
+    unsupported = [k for k in ("scalar", "avx2", "avx512", "neon") if k not in SUPPORTED]
+    for k in unsupported:
+        with pytest.raises(ValueError, match=k):
+            pylstm.set_kernel(k)
+    assert pylstm.kernel() == before
+
+
+def test_kernel_env_unknown_warns_and_falls_back():
+    r = _run_py("import pylstm; print(pylstm.kernel())", {"PYLSTM_KERNEL": "bogus"})
+    assert r.returncode == 0, r.stderr
+    assert "RuntimeWarning" in r.stderr and "bogus" in r.stderr
+    assert r.stdout.strip() in SUPPORTED
+
+
+# ----------------------------------------------------------------------------- fork, GIL
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fork_after_use(threads, restore_runtime):
+    pylstm.set_num_threads(threads)
+    a = _problem(np.float64, T=6, nb=8, I=5, H=7)
+    X, W, R = a.pop("X"), a.pop("W"), a.pop("R")
+    want = F.lstm(X, W, R, **a, direction="bidirectional")[0]  # the pool is now running
+    m = pylstm.LSTM(5, 7, num_layers=2, dtype=np.float64, seed=0)
+    y_parent, _, tape = m.forward(X, requires_grad=True)
+    dx_parent, _ = m.backward(tape, np.ones_like(y_parent))
+    pid = os.fork()
+    if pid == 0:  # child: run the engine (forward and backward) and report through the status
+        code = 1
+        try:
+            got = F.lstm(X, W, R, **a, direction="bidirectional")[0]
+            y, _, t = m.forward(X, requires_grad=True)
+            dx, _ = m.backward(t, np.ones_like(y))
+            ok = (np.array_equal(got, want) and np.array_equal(y, y_parent)
+                  and np.allclose(dx, dx_parent, rtol=1e-12, atol=1e-14))
+            pylstm.set_num_threads(2)
+            ok = ok and np.array_equal(F.lstm(X, W, R, **a, direction="bidirectional")[0], want)
+            code = 0 if ok else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("forked child hung running the engine")
+        time.sleep(0.02)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    # The parent still works afterwards.
+    np.testing.assert_array_equal(F.lstm(X, W, R, **a, direction="bidirectional")[0], want)
+
+
+def test_concurrent_python_threads(restore_runtime):
+    """Two Python threads running long forwards (and backwards) at once both finish with the
+    results a serial run gives."""
+    pylstm.set_num_threads(2)
+    m = pylstm.LSTM(32, 64, num_layers=2, bidirectional=True, dtype=np.float32, seed=0)
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((60, 8, 32)).astype(np.float32) for _ in range(2)]
+    serial = []
+    for x in xs:
+        y, _, tape = m.forward(x, requires_grad=True)
+        dx, _ = m.backward(tape, np.ones_like(y))
+        serial.append((y, dx))
+    results: dict[int, tuple] = {}
+    errors: list[BaseException] = []
+
+    def work(i):
+        try:
+            for _ in range(3):
+                y, _, tape = m.forward(xs[i], requires_grad=True)
+                dx, _ = m.backward(tape, np.ones_like(y))
+            results[i] = (y, dx)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive()
+    assert not errors, errors
+    for i in range(2):
+        np.testing.assert_array_equal(results[i][0], serial[i][0])
+        np.testing.assert_allclose(results[i][1], serial[i][1], rtol=1e-5, atol=1e-6)
+
+
+def test_gil_released_during_forward(restore_runtime):
+    """While one thread is inside a long engine call, another Python thread keeps running: the
+    main thread records when it runs, and it must run in the middle of the worker's call (a
+    call holding the GIL would leave no main-thread timestamps there)."""
+    pylstm.set_num_threads(1)
+    m = pylstm.LSTM(64, 128, num_layers=2, dtype=np.float32, seed=0)
+    x = np.random.default_rng(0).standard_normal((1500, 16, 64)).astype(np.float32)
+    want, _ = m(x[:10])
+    out: dict = {}
+
+    def work():
+        out["t0"] = time.perf_counter()
+        out["y"] = m(x)[0]
+        out["t1"] = time.perf_counter()
+
+    stamps = []
+    t = threading.Thread(target=work)
+    t.start()
+    while t.is_alive():
+        stamps.append(time.perf_counter())
+    t.join()
+    np.testing.assert_allclose(out["y"][:10], want, rtol=1e-6, atol=1e-7)
+    t0, t1 = out["t0"], out["t1"]
+    assert t1 - t0 > 0.06, "the call is too short to tell"
+    stamps = np.array(stamps)
+    middle = stamps[(stamps > t0 + 0.02) & (stamps < t1 - 0.02)]
+    assert middle.size > 100, (middle.size, t1 - t0)
