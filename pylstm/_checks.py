@@ -51,8 +51,9 @@ def expect_shape(name: str, arr: np.ndarray, shape: Sequence[int | None], dims: 
     if dims:
         want += f" ({dims})"
     if arr.ndim != len(shape):
-        raise ShapeError(f"{name}: expected {len(shape)} dimensions {want}, got shape {list(arr.shape)}")
-    for got, exp in zip(arr.shape, shape):
+        raise ShapeError(f"{name}: expected {len(shape)} dimensions {want}, "
+                         f"got shape {list(arr.shape)}")
+    for got, exp in zip(arr.shape, shape, strict=True):
         if exp is not None and got != exp:
             raise ShapeError(f"{name}: expected shape {want}, got {list(arr.shape)}")
 

@@ -74,7 +74,8 @@ def _add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None
     g = parser.add_argument_group("global options")
     g.add_argument("--backend", default=d(None), help="compute backend (default: rust)")
     g.add_argument("--threads", type=_positive_int, default=d(None), help="worker threads")
-    g.add_argument("--seed", type=_int, default=d(0), help="random seed (default 0)")
+    g.add_argument("--seed", type=_int, default=d(None),
+                   help="random seed (default 0; for a trained run, the run's)")
     g.add_argument("--out", type=Path, default=d(None), help="output folder")
     g.add_argument("-q", "--quiet", action="store_true", default=d(False),
                    help="no progress bars or tables")
@@ -142,7 +143,8 @@ def _apply_globals(args: argparse.Namespace) -> None:
     """Apply --threads, --backend and --seed to the engine."""
     import numpy as np
 
-    np.random.seed(args.seed % 2**32)
+    if args.seed is not None:
+        np.random.seed(args.seed % 2**32)
     if args.threads is not None or args.backend is not None:
         try:
             import pylstm
@@ -319,6 +321,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     task = get_tasks()[args.task]
+    if args.seed is None:
+        args.seed = 0
     out = args.out or Path("runs") / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -336,7 +340,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     ctx.write_json("config.json", config)
-    ctx.log(f"training {task.name!r} -> {out}")
     try:
         metrics = task.train(args, ctx)
     except BaseException:
@@ -384,6 +387,8 @@ def _cmd_run_dir(args: argparse.Namespace) -> int:
     saved_globals = config.get("global", {})
     if args.backend is None and saved_globals.get("backend"):
         args.backend = saved_globals["backend"]
+    if args.seed is None:
+        args.seed = int(saved_globals.get("seed") or 0)
     out = args.out or run_dir
     out.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(out_dir=out, run_dir=run_dir, seed=args.seed, backend=args.backend,
@@ -430,6 +435,27 @@ def _one_line(exc: BaseException) -> str:
     return msg
 
 
+_VALUE_GLOBALS = ("--backend", "--threads", "--seed", "--out")
+
+
+def _split_bench(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """``[globals..., "bench", rest...]`` -> ``(up to "bench", rest)``: everything after
+    ``bench`` goes to ``pylstm.bench.main`` verbatim (argparse would eat leading options)."""
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in _VALUE_GLOBALS:
+            i += 2
+            continue
+        if tok.startswith("-"):
+            i += 1
+            continue
+        if tok == "bench":
+            return argv[: i + 1], argv[i + 1 :]
+        break
+    return argv, None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     import pluggy
@@ -437,7 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("PYLSTM_DEBUG", "") not in ("", "0")
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        head, bench_args = _split_bench(argv)
+        args = parser.parse_args(head)
+        if bench_args is not None:
+            args.bench_args = bench_args
         if getattr(args, "func", None) is None:
             parser.print_help()
             return 2

@@ -130,7 +130,8 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
         if requires_grad:
             from pylstm.errors import BackendError
 
-            raise BackendError(f"backend {impl.name!r} cannot compute gradients; use backend='rust'")
+            raise BackendError(f"backend {impl.name!r} cannot compute gradients; "
+                               "use backend='rust'")
         return impl.lstm(**_onnx_args(args))
     return _run_rust(args, requires_grad)
 
@@ -211,7 +212,8 @@ def _layers(a: dict[str, Any]) -> list:
     h = a["h"]
     dirs = []
     for d in range(a["nd"]):
-        bias = None if a["B"] is None else np.ascontiguousarray(a["B"][d, :4 * h] + a["B"][d, 4 * h:])
+        bias = None if a["B"] is None else \
+            np.ascontiguousarray(a["B"][d, :4 * h] + a["B"][d, 4 * h:])
         peep = None if a["P"] is None else a["P"][d]
         dirs.append((a["W"][d], a["R"][d], bias, peep, None))
     return [dirs]

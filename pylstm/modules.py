@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pylstm import _checks, _core
-from pylstm.errors import BackendError, LstmValueError, ShapeError, TapeError
+from pylstm.errors import BackendError, DTypeError, LstmValueError, ShapeError, TapeError
 
 __all__ = ["LSTM", "LSTMCell", "ModuleTape"]
 
@@ -68,10 +68,23 @@ class _ParamModule:
         self.grads = {}
 
     def _init_params(self, shapes: Mapping[str, tuple[int, ...]], hidden: int) -> None:
+        self._param_shapes = dict(shapes)
         bound = 1.0 / np.sqrt(hidden)
         for name, shape in shapes.items():
             self.parameters[name] = self._rng.uniform(-bound, bound, shape).astype(self.dtype)
         self.zero_grad()
+
+    def _param(self, name: str) -> np.ndarray:
+        """Parameter ``name`` as the engine reads it: checked by name against its shape and
+        the module's dtype; an array the user replaced with a non-contiguous one is read
+        through a contiguous copy (contiguous arrays are used in place)."""
+        arr = self.parameters[name]
+        if not isinstance(arr, np.ndarray) or arr.dtype != self.dtype:
+            got = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise DTypeError(f"{name}: expected a numpy array of dtype {self.dtype} (the "
+                             f"module's dtype), got {got}")
+        _checks.expect_shape(name, arr, self._param_shapes[name])
+        return np.ascontiguousarray(arr)
 
     def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
         """``(name, array)`` pairs in PyTorch's order."""
@@ -215,20 +228,22 @@ class LSTM(_ParamModule):
             dirs = []
             for d in range(self.num_directions):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                p = self.parameters
-                bias = p["bias_ih" + sfx] + p["bias_hh" + sfx] if self.bias else None
-                proj = p["weight_hr" + sfx] if self.proj_size else None
-                dirs.append((p["weight_ih" + sfx], p["weight_hh" + sfx], bias, None, proj))
+                p = self._param
+                bias = p("bias_ih" + sfx) + p("bias_hh" + sfx) if self.bias else None
+                proj = p("weight_hr" + sfx) if self.proj_size else None
+                dirs.append((p("weight_ih" + sfx), p("weight_hh" + sfx), bias, None, proj))
             layers.append(dirs)
         return layers
 
     def _prepare(self, x: Any, hx: Any, lengths: Any) -> dict[str, Any]:
+        x = _to_numpy(x) if hasattr(x, "detach") else x
         _checks.float_dtype("x", x)
         x = _checks.array("x", x, self.dtype)
         unbatched = x.ndim == 2
         if x.ndim not in (2, 3):
-            raise ShapeError(f"x: expected 3 dimensions [{'batch, seq' if self.batch_first else 'seq, batch'}"
-                             f", input_size] or 2 [seq, input_size], got shape {list(x.shape)}")
+            order = "batch, seq" if self.batch_first else "seq, batch"
+            raise ShapeError(f"x: expected 3 dimensions [{order}, input_size] or 2 "
+                             f"[seq, input_size], got shape {list(x.shape)}")
         if x.shape[-1] != self.input_size:
             raise ShapeError(f"x: expected input_size {self.input_size} in the last dimension, "
                              f"got shape {list(x.shape)}")
@@ -396,9 +411,9 @@ class LSTMCell(_ParamModule):
         return f"LSTMCell({self.input_size}, {self.hidden_size}, dtype={self.dtype.name})"
 
     def _core_layers(self) -> list:
-        p = self.parameters
-        bias = p["bias_ih"] + p["bias_hh"] if self.bias else None
-        return [[(p["weight_ih"], p["weight_hh"], bias, None, None)]]
+        p = self._param
+        bias = p("bias_ih") + p("bias_hh") if self.bias else None
+        return [[(p("weight_ih"), p("weight_hh"), bias, None, None)]]
 
     def __call__(self, x: Any, hx: Sequence[Any] | None = None):
         """Inference: ``(h, c)``."""
@@ -413,6 +428,7 @@ class LSTMCell(_ParamModule):
                 raise BackendError(f"backend {impl.name!r} cannot compute gradients; use the "
                                    "'rust' backend for training")
             return impl.run_module(self, x, hx, None)[1]
+        x = _to_numpy(x) if hasattr(x, "detach") else x
         _checks.float_dtype("x", x)
         x = _checks.array("x", x, self.dtype)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:

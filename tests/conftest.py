@@ -96,13 +96,13 @@ def onnx_lstm(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=Non
     return Y, Yh, Yc
 
 
-def random_onnx_inputs(rng, T, nb, I, H, nd, dtype=np.float64, *, bias=True, peepholes=False,
+def random_onnx_inputs(rng, T, nb, n_in, H, nd, dtype=np.float64, *, bias=True, peepholes=False,
                        states=False, scale=0.5):
     """Random ONNX LSTM inputs as a dict of keyword arguments for ``functional.lstm``."""
     def rnd(*shape):
         return (rng.standard_normal(shape) * scale).astype(dtype)
 
-    args = dict(X=rnd(T, nb, I) / scale, W=rnd(nd, 4 * H, I), R=rnd(nd, 4 * H, H))
+    args = dict(X=rnd(T, nb, n_in) / scale, W=rnd(nd, 4 * H, n_in), R=rnd(nd, 4 * H, H))
     if bias:
         args["B"] = rnd(nd, 8 * H)
     if peepholes:

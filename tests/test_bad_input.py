@@ -11,14 +11,14 @@ import pytest
 import pylstm
 from pylstm import functional as F
 
-T, NB, I, H = 3, 2, 4, 5
+T, NB, n_in, H = 3, 2, 4, 5
 
 
 def _inputs(nd=1, dtype=np.float64, seed=0):
     rng = np.random.default_rng(seed)
     return dict(
-        X=rng.standard_normal((T, NB, I)).astype(dtype),
-        W=(rng.standard_normal((nd, 4 * H, I)) * 0.5).astype(dtype),
+        X=rng.standard_normal((T, NB, n_in)).astype(dtype),
+        W=(rng.standard_normal((nd, 4 * H, n_in)) * 0.5).astype(dtype),
         R=(rng.standard_normal((nd, 4 * H, H)) * 0.5).astype(dtype),
         B=(rng.standard_normal((nd, 8 * H)) * 0.5).astype(dtype),
         initial_h=(rng.standard_normal((nd, NB, H)) * 0.5).astype(dtype),
@@ -46,11 +46,11 @@ def _shape(shape):
 
 @pytest.mark.parametrize("name,bad,expected", [
     ("X", (T, NB), "3 dimensions"),
-    ("X", (T, NB, I, 1), "3 dimensions"),
-    ("W", (1, 4 * H, I + 1), _shape((1, 4 * H, I))),
-    ("W", (1, 4 * H + 1, I), _shape((1, 4 * H, I))),
-    ("W", (2, 4 * H, I), _shape((1, 4 * H, I))),
-    ("W", (4 * H, I), _shape((1, 4 * H, I))),
+    ("X", (T, NB, n_in, 1), "3 dimensions"),
+    ("W", (1, 4 * H, n_in + 1), _shape((1, 4 * H, n_in))),
+    ("W", (1, 4 * H + 1, n_in), _shape((1, 4 * H, n_in))),
+    ("W", (2, 4 * H, n_in), _shape((1, 4 * H, n_in))),
+    ("W", (4 * H, n_in), _shape((1, 4 * H, n_in))),
     ("R", (1, 4 * H + 1, H), _shape((1, 4 * H, H))),
     ("R", (4 * H, H), "3 dimensions"),
     ("B", (1, 4 * H), _shape((1, 8 * H))),
@@ -79,14 +79,14 @@ def test_functional_hidden_size_from_R_disagrees_with_W():
         _call(args)
     msg = str(err.value)
     assert "W" in msg or "R" in msg, msg
-    _mentions(msg, _shape((1, 4 * (H + 1), I)), _shape((1, 4 * H, I)))
+    _mentions(msg, _shape((1, 4 * (H + 1), n_in)), _shape((1, 4 * H, n_in)))
 
 
 def test_functional_shapes_disagree_between_directions():
     args = _inputs(nd=1)
     with pytest.raises(ValueError) as err:
         _call(args, direction="bidirectional")
-    _mentions(str(err.value), "W", _shape((2, 4 * H, I)), _shape((1, 4 * H, I)))
+    _mentions(str(err.value), "W", _shape((2, 4 * H, n_in)), _shape((1, 4 * H, n_in)))
 
 
 def test_functional_layout1_state_shape():
@@ -114,7 +114,7 @@ def test_functional_non_integer_sequence_lens():
     _mentions(str(err.value), "sequence_lens", "float64")
 
 
-@pytest.mark.parametrize("shape", [(T, 0, I), (0, NB, I)])
+@pytest.mark.parametrize("shape", [(T, 0, n_in), (0, NB, n_in)])
 def test_functional_empty_batch_or_sequence(shape):
     args = _inputs()
     args["X"] = np.zeros(shape)
@@ -186,7 +186,7 @@ def test_functional_bad_attributes(kw, parts):
 def test_activation_names_are_case_insensitive():
     a = _call(_inputs(), activations=["sigmoid", "TANH", "Tanh"])
     b = _call(_inputs())
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
 
 
@@ -217,7 +217,7 @@ def test_functional_non_contiguous_inputs_same_result(dtype, layout):
     strided["X"] = np.ascontiguousarray(args["X"].transpose(2, 1, 0)).transpose(2, 1, 0)
     assert not strided["X"].flags.c_contiguous
     got = _call(strided, direction="bidirectional", layout=layout, sequence_lens=[3, 1])
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
     # And the gradients too.
     *_, tw = _call(args, direction="bidirectional", layout=layout, requires_grad=True)
@@ -230,13 +230,13 @@ def test_functional_non_contiguous_inputs_same_result(dtype, layout):
 
 
 def test_module_non_contiguous_inputs_same_result():
-    m = pylstm.LSTM(I, H, num_layers=2, dtype=np.float64, seed=0)
-    x = np.random.default_rng(1).standard_normal((T, NB, I))
+    m = pylstm.LSTM(n_in, H, num_layers=2, dtype=np.float64, seed=0)
+    x = np.random.default_rng(1).standard_normal((T, NB, n_in))
     y, (h, c) = m(x)
     y2, (h2, c2) = m(_noncontiguous(x))
     np.testing.assert_array_equal(y2, y)
     np.testing.assert_array_equal(c2, c)
-    cell = pylstm.LSTMCell(I, H, dtype=np.float64, seed=0)
+    cell = pylstm.LSTMCell(n_in, H, dtype=np.float64, seed=0)
     np.testing.assert_array_equal(cell(_noncontiguous(x[0]))[0], cell(x[0])[0])
 
 
@@ -245,7 +245,7 @@ def test_list_input_is_accepted():
     want = _call(args)
     got = F.lstm(args["X"].tolist(), args["W"], args["R"], args["B"], None, args["initial_h"],
                  args["initial_c"], args["P"])
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
 
 
@@ -262,7 +262,7 @@ def test_nan_input_propagates(direction):
     g = F.lstm_backward(tape, np.ones_like(Y))
     assert np.isnan(g["W"]).any()
     assert np.isfinite(g["X"][:, 1]).all()
-    m = pylstm.LSTM(I, H, dtype=np.float64, seed=0)
+    m = pylstm.LSTM(n_in, H, dtype=np.float64, seed=0)
     y, (h, c) = m(args["X"])
     assert np.isnan(y[1:, 0]).all() and np.isfinite(y[:, 1]).all() and np.isnan(h[:, 0]).all()
 
@@ -278,7 +278,7 @@ def test_inf_weights_do_not_crash():
 
 
 def test_lstm_backward_wrong_tape():
-    m = pylstm.LSTM(I, H, dtype=np.float64)
+    m = pylstm.LSTM(n_in, H, dtype=np.float64)
     _, _, mtape = m.forward(_inputs()["X"], requires_grad=True)
     for bad in (None, "tape", mtape):
         with pytest.raises(pylstm.TapeError) as err:
@@ -301,8 +301,8 @@ def test_lstm_backward_wrong_gradient_shapes():
 
 
 def test_module_backward_wrong_tape():
-    a = pylstm.LSTM(I, H, dtype=np.float64, seed=0)
-    b = pylstm.LSTM(I, H, dtype=np.float64, seed=0)
+    a = pylstm.LSTM(n_in, H, dtype=np.float64, seed=0)
+    b = pylstm.LSTM(n_in, H, dtype=np.float64, seed=0)
     x = _inputs()["X"]
     _, _, tape = a.forward(x, requires_grad=True)
     with pytest.raises(pylstm.TapeError, match="tape"):
@@ -310,7 +310,7 @@ def test_module_backward_wrong_tape():
     *_, ftape = _call(_inputs(), requires_grad=True)
     with pytest.raises(pylstm.TapeError, match="tape"):
         a.backward(ftape, np.zeros((T, NB, H)))
-    cell = pylstm.LSTMCell(I, H, dtype=np.float64)
+    cell = pylstm.LSTMCell(n_in, H, dtype=np.float64)
     with pytest.raises(pylstm.TapeError, match="tape"):
         cell.backward(tape, np.zeros((NB, H)))
     with pytest.raises(ValueError) as err:
@@ -325,14 +325,14 @@ def test_module_backward_wrong_tape():
 
 
 @pytest.mark.parametrize("x_shape,parts", [
-    ((T, NB, I, 1), ["x", "[3, 2, 4, 1]"]),
-    ((I,), ["x", "[4]"]),
-    ((T, NB, I + 1), ["x", str(I), "[3, 2, 5]"]),
-    ((T, 0, I), ["x", "[3, 0, 4]"]),
-    ((0, NB, I), ["x", "[0, 2, 4]"]),
+    ((T, NB, n_in, 1), ["x", "[3, 2, 4, 1]"]),
+    ((n_in,), ["x", "[4]"]),
+    ((T, NB, n_in + 1), ["x", str(n_in), "[3, 2, 5]"]),
+    ((T, 0, n_in), ["x", "[3, 0, 4]"]),
+    ((0, NB, n_in), ["x", "[0, 2, 4]"]),
 ])
 def test_module_bad_x_shape(x_shape, parts):
-    m = pylstm.LSTM(I, H, dtype=np.float64)
+    m = pylstm.LSTM(n_in, H, dtype=np.float64)
     with pytest.raises(pylstm.ShapeError) as err:
         m(np.zeros(x_shape))
     _mentions(str(err.value), *parts)
@@ -340,18 +340,18 @@ def test_module_bad_x_shape(x_shape, parts):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int64, np.float16])
 def test_module_bad_x_dtype(dtype):
-    m = pylstm.LSTM(I, H, dtype=np.float64)
+    m = pylstm.LSTM(n_in, H, dtype=np.float64)
     with pytest.raises(pylstm.DTypeError) as err:
-        m(np.zeros((T, NB, I), dtype))
+        m(np.zeros((T, NB, n_in), dtype))
     _mentions(str(err.value), "x", np.dtype(dtype).name)
-    cell = pylstm.LSTMCell(I, H, dtype=np.float32)
+    cell = pylstm.LSTMCell(n_in, H, dtype=np.float32)
     with pytest.raises(TypeError) as err:
-        cell(np.zeros((NB, I), np.float64 if dtype == np.float32 else dtype))
+        cell(np.zeros((NB, n_in), np.float64 if dtype == np.float32 else dtype))
 
 
 def test_module_bad_states_and_lengths():
-    m = pylstm.LSTM(I, H, num_layers=2, proj_size=2, dtype=np.float64)
-    x = np.zeros((T, NB, I))
+    m = pylstm.LSTM(n_in, H, num_layers=2, proj_size=2, dtype=np.float64)
+    x = np.zeros((T, NB, n_in))
     good_h, good_c = np.zeros((2, NB, 2)), np.zeros((2, NB, H))
     with pytest.raises(pylstm.ShapeError) as err:
         m(x, (np.zeros((2, NB, H)), good_c))  # h must have proj_size features
@@ -368,23 +368,23 @@ def test_module_bad_states_and_lengths():
             m(x, lengths=lens)
         _mentions(str(err.value), "lengths", part)
     with pytest.raises(ValueError, match="lengths"):
-        m(np.zeros((T, I)), lengths=[T])
+        m(np.zeros((T, n_in)), lengths=[T])
 
 
 def test_lstm_cell_bad_input():
-    cell = pylstm.LSTMCell(I, H, dtype=np.float64)
+    cell = pylstm.LSTMCell(n_in, H, dtype=np.float64)
     with pytest.raises(pylstm.ShapeError) as err:
-        cell(np.zeros((NB, I + 1)))
-    _mentions(str(err.value), "x", str(I), "[2, 5]")
+        cell(np.zeros((NB, n_in + 1)))
+    _mentions(str(err.value), "x", str(n_in), "[2, 5]")
     with pytest.raises(pylstm.ShapeError):
-        cell(np.zeros((1, NB, I)))
+        cell(np.zeros((1, NB, n_in)))
     with pytest.raises(pylstm.ShapeError) as err:
-        cell(np.zeros((0, I)))
+        cell(np.zeros((0, n_in)))
     assert "x" in str(err.value)
     with pytest.raises(pylstm.ShapeError) as err:
-        cell(np.zeros((NB, I)), (np.zeros((NB, H + 1)), np.zeros((NB, H))))
+        cell(np.zeros((NB, n_in)), (np.zeros((NB, H + 1)), np.zeros((NB, H))))
     _mentions(str(err.value), "h", "[2, 5]", "[2, 6]")
-    (h, c), tape = cell.forward(np.zeros((NB, I)), requires_grad=True)
+    (h, c), tape = cell.forward(np.zeros((NB, n_in)), requires_grad=True)
     with pytest.raises(pylstm.ShapeError) as err:
         cell.backward(tape, np.zeros((NB + 1, H)))
     _mentions(str(err.value), "dh", "[2, 5]", "[3, 5]")
@@ -401,12 +401,13 @@ def test_lstm_cell_bad_input():
 ])
 def test_lstm_constructor_bad_arguments(kw, parts):
     with pytest.raises((ValueError, TypeError)) as err:
-        pylstm.LSTM(I, H, **kw)
+        pylstm.LSTM(n_in, H, **kw)
     _mentions(str(err.value), *parts)
 
 
-@pytest.mark.parametrize("args,parts", [((0, H), ["input_size", "0"]), ((I, 0), ["hidden_size", "0"]),
-                                        ((I, 2.5), ["hidden_size", "float"])])
+@pytest.mark.parametrize("args,parts", [((0, H), ["input_size", "0"]),
+                                        ((n_in, 0), ["hidden_size", "0"]),
+                                        ((n_in, 2.5), ["hidden_size", "float"])])
 def test_constructors_bad_sizes(args, parts):
     for cls in (pylstm.LSTM, pylstm.LSTMCell):
         with pytest.raises((ValueError, TypeError)) as err:
@@ -418,8 +419,48 @@ def test_error_messages_are_single_readable_lines():
     """Messages are plain text without Rust panics or backtraces."""
     for call in (lambda: _call(dict(_inputs(), W=np.zeros((1, 3, 3)))),
                  lambda: _call(_inputs(), sequence_lens=[0, 1]),
-                 lambda: _call(dict(_inputs(), X=np.zeros((T, NB, I), np.float16)))):
+                 lambda: _call(dict(_inputs(), X=np.zeros((T, NB, n_in), np.float16)))):
         with pytest.raises((ValueError, TypeError)) as err:
             call()
         msg = str(err.value)
         assert not re.search(r"panick|backtrace|RUST_BACKTRACE", msg), msg
+
+
+def test_module_parameters_replaced_by_non_contiguous_arrays():
+    """``parameters`` holds plain arrays a user may replace: a strided or Fortran-ordered
+    replacement gives the same result; a wrong shape or dtype is named in the error."""
+    m = pylstm.LSTM(n_in, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=0)
+    x = np.random.default_rng(2).standard_normal((T, NB, n_in))
+    want, (h_want, _) = m(x)
+    y_t, _, tape = m.forward(x, requires_grad=True)
+    dx_want, _ = m.backward(tape, np.ones_like(y_t))
+    g_want = {k: v.copy() for k, v in m.grads.items()}
+    orig = {k: v.copy() for k, v in m.parameters.items()}
+    m.parameters["weight_ih_l0"] = np.asfortranarray(orig["weight_ih_l0"])
+    m.parameters["weight_hh_l1_reverse"] = _noncontiguous(orig["weight_hh_l1_reverse"])
+    m.parameters["bias_ih_l1"] = _noncontiguous(orig["bias_ih_l1"])
+    y, (h, _) = m(x)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(h, h_want)
+    m.zero_grad()
+    y_t, _, tape = m.forward(x, requires_grad=True)
+    dx, _ = m.backward(tape, np.ones_like(y_t))
+    np.testing.assert_array_equal(dx, dx_want)
+    for k in g_want:
+        np.testing.assert_array_equal(m.grads[k], g_want[k], err_msg=k)
+    m.parameters["weight_hh_l1_reverse"] = orig["weight_hh_l1_reverse"][:, :-1].copy()
+    with pytest.raises(pylstm.ShapeError) as err:
+        m(x)
+    _mentions(str(err.value), "weight_hh_l1_reverse", _shape((4 * H, H)), _shape((4 * H, H - 1)))
+    m.parameters["weight_hh_l1_reverse"] = orig["weight_hh_l1_reverse"].astype(np.float32)
+    with pytest.raises(pylstm.DTypeError) as err:
+        m(x)
+    _mentions(str(err.value), "weight_hh_l1_reverse", "float64", "float32")
+    cell = pylstm.LSTMCell(n_in, H, dtype=np.float64, seed=0)
+    h_cell, _ = cell(x[0])
+    cell.parameters["weight_hh"] = np.asfortranarray(cell.parameters["weight_hh"])
+    np.testing.assert_array_equal(cell(x[0])[0], h_cell)
+    cell.parameters["bias_hh"] = cell.parameters["bias_hh"][:-1].copy()
+    with pytest.raises(pylstm.ShapeError) as err:
+        cell(x[0])
+    _mentions(str(err.value), "bias_hh", _shape((4 * H,)), _shape((4 * H - 1,)))

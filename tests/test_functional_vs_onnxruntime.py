@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import pylstm
 from pylstm import functional as F
 
 onnx = pytest.importorskip("onnx")
@@ -90,11 +91,11 @@ def _config(seed: int):
     rng = np.random.default_rng(1000 + seed)
     direction = ["forward", "reverse", "bidirectional"][seed % 3]
     nd = 2 if direction == "bidirectional" else 1
-    T, nb, I, H = (int(v) for v in (rng.integers(1, 6), rng.integers(1, 5), rng.integers(1, 5),
+    T, nb, n_in, H = (int(v) for v in (rng.integers(1, 6), rng.integers(1, 5), rng.integers(1, 5),
                                     rng.integers(1, 6)))
     inputs = {
-        "X": rng.standard_normal((T, nb, I)),
-        "W": rng.standard_normal((nd, 4 * H, I)) * 0.5,
+        "X": rng.standard_normal((T, nb, n_in)),
+        "W": rng.standard_normal((nd, 4 * H, n_in)) * 0.5,
         "R": rng.standard_normal((nd, 4 * H, H)) * 0.5,
     }
     if rng.random() < 0.7:
@@ -133,7 +134,7 @@ def _cast(inputs, dtype):
 
 
 def _check(got, want, rtol, atol, what=""):
-    for name, g, w in zip(("Y", "Y_h", "Y_c"), got, want):
+    for name, g, w in zip(("Y", "Y_h", "Y_c"), got, want, strict=True):
         assert g.shape == w.shape, (what, name, g.shape, w.shape)
         np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=f"{what} {name}")
 
@@ -192,9 +193,9 @@ def test_configs_cover_every_attribute():
 @pytest.mark.parametrize("explicit", [False, True], ids=["default_params", "explicit_params"])
 def test_each_activation_each_slot(name, slot, explicit):
     rng = np.random.default_rng(ACTIVATIONS.index(name) * 10 + slot)
-    T, nb, I, H = 4, 3, 3, 4
-    inputs = {"X": rng.standard_normal((T, nb, I)).astype(np.float32),
-              "W": (rng.standard_normal((1, 4 * H, I)) * 0.5).astype(np.float32),
+    T, nb, n_in, H = 4, 3, 3, 4
+    inputs = {"X": rng.standard_normal((T, nb, n_in)).astype(np.float32),
+              "W": (rng.standard_normal((1, 4 * H, n_in)) * 0.5).astype(np.float32),
               "R": (rng.standard_normal((1, 4 * H, H)) * 0.5).astype(np.float32),
               "B": (rng.standard_normal((1, 8 * H)) * 0.5).astype(np.float32)}
     names = ["Sigmoid", "Tanh", "Tanh"]
@@ -212,9 +213,9 @@ def test_each_activation_each_slot(name, slot, explicit):
 def test_alpha_beta_consumed_in_order_bidirectional():
     """alpha/beta go, in order, only to the functions taking them, across both directions."""
     rng = np.random.default_rng(7)
-    T, nb, I, H = 3, 2, 3, 3
-    inputs = {"X": rng.standard_normal((T, nb, I)).astype(np.float32),
-              "W": (rng.standard_normal((2, 4 * H, I)) * 0.5).astype(np.float32),
+    T, nb, n_in, H = 3, 2, 3, 3
+    inputs = {"X": rng.standard_normal((T, nb, n_in)).astype(np.float32),
+              "W": (rng.standard_normal((2, 4 * H, n_in)) * 0.5).astype(np.float32),
               "R": (rng.standard_normal((2, 4 * H, H)) * 0.5).astype(np.float32)}
     attrs = {"direction": "bidirectional",
              "activations": ["HardSigmoid", "Softsign", "ScaledTanh",
@@ -232,9 +233,9 @@ def test_alpha_beta_consumed_in_order_bidirectional():
 
 def test_layout1_large_batch_vs_onnxruntime():
     rng = np.random.default_rng(3)
-    T, nb, I, H = 5, 7, 4, 6
-    inputs = {"X": rng.standard_normal((T, nb, I)).astype(np.float32),
-              "W": (rng.standard_normal((2, 4 * H, I)) * 0.4).astype(np.float32),
+    T, nb, n_in, H = 5, 7, 4, 6
+    inputs = {"X": rng.standard_normal((T, nb, n_in)).astype(np.float32),
+              "W": (rng.standard_normal((2, 4 * H, n_in)) * 0.4).astype(np.float32),
               "R": (rng.standard_normal((2, 4 * H, H)) * 0.4).astype(np.float32),
               "B": (rng.standard_normal((2, 8 * H)) * 0.4).astype(np.float32),
               "sequence_lens": np.array([5, 1, 3, 4, 2, 5, 1], np.int32),
@@ -255,11 +256,11 @@ def test_vs_reference_evaluator(seed):
     rng = np.random.default_rng(500 + seed)
     direction = ["forward", "reverse", "bidirectional"][seed % 3]
     nd = 2 if direction == "bidirectional" else 1
-    T, nb, I, H = (int(v) for v in rng.integers(1, 6, 4))
+    T, nb, n_in, H = (int(v) for v in rng.integers(1, 6, 4))
     layout = seed % 2
     dtype = np.float32 if seed % 4 < 2 else np.float64
-    inputs = {"X": rng.standard_normal((nb, T, I) if layout else (T, nb, I)).astype(dtype),
-              "W": (rng.standard_normal((nd, 4 * H, I)) * 0.5).astype(dtype),
+    inputs = {"X": rng.standard_normal((nb, T, n_in) if layout else (T, nb, n_in)).astype(dtype),
+              "W": (rng.standard_normal((nd, 4 * H, n_in)) * 0.5).astype(dtype),
               "R": (rng.standard_normal((nd, 4 * H, H)) * 0.5).astype(dtype)}
     if seed % 3 != 1:
         inputs["B"] = (rng.standard_normal((nd, 8 * H)) * 0.5).astype(dtype)
@@ -276,3 +277,39 @@ def test_vs_reference_evaluator(seed):
     got = F.lstm(kw.pop("X"), kw.pop("W"), kw.pop("R"), **kw, **attrs)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     _check(got, want, tol, tol, f"seed {seed}")
+
+
+KERNELS = pylstm.info()["supported_kernels"]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("seed", range(4))
+def test_larger_sizes_every_kernel_vs_onnxruntime(kernel, seed):
+    """Sizes that fill SIMD vectors and leave tails, with every attribute, on each kernel."""
+    rng = np.random.default_rng(900 + seed)
+    T, nb, n_in, H = 5, [67, 16, 33, 130][seed], [5, 17, 1, 40][seed], [19, 16, 33, 9][seed]
+    nd = 2
+    f = np.float32
+    inputs = {"X": rng.standard_normal((T, nb, n_in)).astype(f),
+              "W": (rng.standard_normal((nd, 4 * H, n_in)) * 0.3).astype(f),
+              "R": (rng.standard_normal((nd, 4 * H, H)) * 0.3).astype(f),
+              "B": (rng.standard_normal((nd, 8 * H)) * 0.3).astype(f),
+              "sequence_lens": rng.integers(1, T + 1, nb).astype(np.int32),
+              "initial_h": (rng.standard_normal((nd, nb, H)) * 0.3).astype(f),
+              "initial_c": (rng.standard_normal((nd, nb, H)) * 0.3).astype(f),
+              "P": (rng.standard_normal((nd, 3 * H)) * 0.3).astype(f)}
+    acts = [["Sigmoid", "Tanh", "Tanh", "HardSigmoid", "Softsign", "Elu"],
+            ["Sigmoid", "Relu", "ScaledTanh", "Sigmoid", "LeakyRelu", "Softplus"],
+            ["HardSigmoid", "Affine", "ThresholdedRelu", "Sigmoid", "Tanh", "Tanh"],
+            None][seed]
+    attrs = {"direction": "bidirectional", "activations": acts,
+             "activation_alpha": [0.4, 0.8, 0.3] if acts else None,
+             "activation_beta": [0.5, 0.2] if acts else None,
+             "clip": [None, 1.5, 2.5, 0.8][seed], "input_forget": seed % 2}
+    want = run_ort(inputs, attrs)
+    before = pylstm.kernel()
+    try:
+        pylstm.set_kernel(kernel)
+        _check(run_ours(inputs, attrs, layout=seed % 2), want, 3e-4, 3e-5, f"{kernel} {seed}")
+    finally:
+        pylstm.set_kernel(before)

@@ -46,11 +46,11 @@ def assert_grads_close(analytic, numeric, rtol=1e-5, atol=1e-7):
 # ----------------------------------------------------------------------------- functional.lstm
 
 
-def _functional_case(rng, T=3, nb=2, I=2, H=2, direction="forward", layout=0, lens=None,
+def _functional_case(rng, T=3, nb=2, n_in=2, H=2, direction="forward", layout=0, lens=None,
                      peepholes=True, states=True, bias=True, **attrs):
     nd = 2 if direction == "bidirectional" else 1
-    x = {"X": rng.standard_normal((nb, T, I) if layout else (T, nb, I)),
-         "W": rng.standard_normal((nd, 4 * H, I)) * 0.6,
+    x = {"X": rng.standard_normal((nb, T, n_in) if layout else (T, nb, n_in)),
+         "W": rng.standard_normal((nd, 4 * H, n_in)) * 0.6,
          "R": rng.standard_normal((nd, 4 * H, H)) * 0.6}
     if bias:
         x["B"] = rng.standard_normal((nd, 8 * H)) * 0.6
@@ -127,9 +127,9 @@ def test_functional_clip(direction, rng):
 def test_clip_bounds_gate_inputs_and_zeroes_their_gradient(rng):
     """With every gate input far beyond the clip, the gates are constants (f(+-clip)): the
     outputs follow from them, and no gradient flows into X, W, R, B, P or initial_h."""
-    T, nb, I, H, clip = 3, 2, 2, 3, 0.5
-    X = rng.standard_normal((T, nb, I)) * 0.1
-    W = rng.standard_normal((1, 4 * H, I)) * 0.1
+    T, nb, n_in, H, clip = 3, 2, 2, 3, 0.5
+    X = rng.standard_normal((T, nb, n_in)) * 0.1
+    W = rng.standard_normal((1, 4 * H, n_in)) * 0.1
     R = rng.standard_normal((1, 4 * H, H)) * 0.1
     sign = np.where(rng.random(4 * H) < 0.5, -1.0, 1.0)
     B = np.concatenate([sign * 20.0, np.zeros(4 * H)])[None]
@@ -181,7 +181,7 @@ def test_functional_every_activation(name, slot, rng):
 
 def test_functional_everything_at_once(rng):
     acts = ["HardSigmoid", "Softsign", "ScaledTanh", "Sigmoid", "Elu", "Affine"]
-    x, kw = _functional_case(rng, T=4, nb=3, I=3, H=2, direction="bidirectional", layout=1,
+    x, kw = _functional_case(rng, T=4, nb=3, n_in=3, H=2, direction="bidirectional", layout=1,
                              lens=[4, 1, 3], clip=1.5, input_forget=1, activations=acts,
                              activation_alpha=[0.3, 0.9, 0.6, 1.1], activation_beta=[0.5, 0.7, 0.2])
     check_functional(rng, x, kw)
@@ -344,7 +344,7 @@ def test_dropout_masks_live_in_the_tape(rng):
     m.zero_grad()
     dx2, _ = m.backward(tape2, dy)
     g2 = {k: v.copy() for k, v in m.grads.items()}
-    for (dx, g), mask in zip(((dx1, g1), (dx2, g2)), draws):
+    for (dx, g), mask in zip(((dx1, g1), (dx2, g2)), draws, strict=True):
         m._masks = lambda s, b, mask=mask: mask
         m.zero_grad()
         _, _, tape = m.forward(x, requires_grad=True)
@@ -423,3 +423,83 @@ def test_module_several_tapes_pending(rng):
     for k in m.grads:
         np.testing.assert_allclose(m.grads[k], seq[0][1][k] + seq[1][1][k], rtol=1e-13,
                                    atol=1e-15, err_msg=k)
+
+
+# ----------------------------------------------------------------------------- larger sizes
+
+# Sizes that fill whole SIMD vectors and leave tails (H=19, batch 67), checked by directional
+# derivatives (<grad, v> against a central difference along a random v) on every kernel path.
+# ThresholdedRelu is left out here: it jumps at alpha, and with thousands of gate inputs some
+# land within a finite-difference step of the jump (the small cases above cover it).
+KERNELS = pylstm.info()["supported_kernels"]
+
+
+@pytest.fixture
+def restore_runtime():
+    threads, kern = pylstm.get_num_threads(), pylstm.kernel()
+    yield
+    pylstm.set_num_threads(threads)
+    pylstm.set_kernel(kern)
+
+
+def _directional(call, args, douts, grads, rng):
+    """With thousands of gate inputs, a step may cross a kink (Relu, clip, HardSigmoid) and
+    spoil one step size; a wrong gradient matches at none of them."""
+    v = {n: rng.standard_normal(a.shape) for n, a in args.items()}
+
+    def loss(s):
+        out = call({n: args[n] + s * v[n] for n in args})
+        return sum(float(np.sum(o * d)) for o, d in zip(out, douts, strict=True))
+
+    an = sum(float(np.sum(grads[n] * v[n])) for n in args)
+    fds = [(loss(eps) - loss(-eps)) / (2 * eps) for eps in (1e-6, 1e-7, 1e-8)]
+    assert min(abs(fd - an) for fd in fds) <= 1e-6 * max(1.0, abs(an)), (fds, an)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("acts", [None, ["Relu", "Affine", "LeakyRelu", "Sigmoid", "Elu", "Tanh"],
+                                  ["HardSigmoid", "ScaledTanh", "Softsign", "Softplus",
+                                   "Softsign", "Sigmoid"]],
+                         ids=["default", "mix1", "mix2"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_functional_directional_large(kernel, acts, threads, rng, restore_runtime):
+    pylstm.set_kernel(kernel)
+    pylstm.set_num_threads(threads)
+    T, nb, n_in, H = 4, 67, 5, 19
+    args, _ = _functional_case(rng, T=T, nb=nb, I=n_in, H=H, direction="bidirectional")
+    attrs = dict(sequence_lens=rng.integers(1, T + 1, nb), direction="bidirectional",
+                 activations=acts, activation_alpha=[0.7] * 4, activation_beta=[0.2] * 4,
+                 clip=2.5, input_forget=int(acts is not None and acts[0] == "Relu"))
+
+    def call(a, **extra):
+        a = dict(a)
+        return F.lstm(a.pop("X"), a.pop("W"), a.pop("R"), **a, **attrs, **extra)
+
+    Y, Yh, Yc, tape = call(args, requires_grad=True)
+    douts = [rng.standard_normal(o.shape) for o in (Y, Yh, Yc)]
+    grads = F.lstm_backward(tape, *douts)
+    _directional(call, args, douts, grads, rng)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_module_directional_large(kernel, rng, restore_runtime):
+    pylstm.set_kernel(kernel)
+    m = pylstm.LSTM(9, 21, num_layers=2, bidirectional=True, proj_size=11, dtype=np.float64,
+                    seed=0)
+    x = rng.standard_normal((5, 66, 9))
+    lengths = rng.integers(1, 6, 66)
+    lengths[3] = 5
+    hx = (rng.standard_normal((4, 66, 11)), rng.standard_normal((4, 66, 21)))
+    y, (h, c), tape = m.forward(x, hx, lengths=lengths, requires_grad=True)
+    douts = [rng.standard_normal(o.shape) for o in (y, h, c)]
+    m.zero_grad()
+    dx, (dh0, dc0) = m.backward(tape, *douts)
+    args = {"x": x, "h0": hx[0], "c0": hx[1], **{k: v.copy() for k, v in m.parameters.items()}}
+    grads = {"x": dx, "h0": dh0, "c0": dc0, **{k: v.copy() for k, v in m.grads.items()}}
+
+    def call(a):
+        m.load_state_dict({k: a[k] for k in m.parameters})
+        yy, (hh, cc) = m.forward(a["x"], (a["h0"], a["c0"]), lengths=lengths)
+        return yy, hh, cc
+
+    _directional(call, args, douts, grads, rng)

@@ -61,8 +61,8 @@ def _shapes(m, T, nb):
 @pytest.mark.parametrize("with_hx", [False, True], ids=["no_hx", "hx"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_ids(CONFIGS))
 def test_forward_and_every_gradient(cfg, with_hx, dtype, rng):
-    I, H, T, nb = 3, 5, 4, 3
-    t, m = _pair(I, H, dtype, **cfg)
+    n_in, H, T, nb = 3, 5, 4, 3
+    t, m = _pair(n_in, H, dtype, **cfg)
     xs, ys, hs, cs = _shapes(m, T, nb)
     x = rng.standard_normal(xs).astype(dtype)
     hx = (rng.standard_normal(hs).astype(dtype), rng.standard_normal(cs).astype(dtype))
@@ -111,9 +111,9 @@ def test_forward_and_every_gradient(cfg, with_hx, dtype, rng):
 @pytest.mark.parametrize("lengths", [[4, 1, 3], [2, 2, 1], [1], [5, 5, 5, 5], [1, 5, 2, 4]],
                          ids=lambda v: "-".join(map(str, v)))
 def test_packed_sequences_match_lengths(cfg, lengths, rng):
-    I, H, T = 2, 4, 5
+    n_in, H, T = 2, 4, 5
     nb = len(lengths)
-    t, m = _pair(I, H, **cfg)
+    t, m = _pair(n_in, H, **cfg)
     xs, _, hs, cs = _shapes(m, T, nb)
     x = rng.standard_normal(xs)
     hx = (rng.standard_normal(hs), rng.standard_normal(cs))
@@ -148,10 +148,10 @@ def test_packed_sequences_match_lengths(cfg, lengths, rng):
 @pytest.mark.parametrize("cfg", [dict(), dict(num_layers=2, bidirectional=True, proj_size=2)],
                          ids=["default", "deep-bi-proj"])
 def test_unbatched_input(cfg, rng):
-    I, H, T = 3, 4, 5
-    t, m = _pair(I, H, **cfg)
+    n_in, H, T = 3, 4, 5
+    t, m = _pair(n_in, H, **cfg)
     nld, out = m.num_layers * m.num_directions, m.proj_size or H
-    x = rng.standard_normal((T, I))
+    x = rng.standard_normal((T, n_in))
     hx = (rng.standard_normal((nld, out)), rng.standard_normal((nld, H)))
     xt, h0t, c0t = _t(x, True), _t(hx[0], True), _t(hx[1], True)
     yt, (hnt, cnt) = t(xt, (h0t, c0t))
@@ -203,13 +203,13 @@ def test_dropout_in_eval_mode_is_no_dropout(rng):
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("with_hx", [True, False])
 def test_lstm_cell_vs_torch(dtype, bias, batched, with_hx, rng):
-    I, H, nb = 3, 5, 4
+    n_in, H, nb = 3, 5, 4
     torch.manual_seed(1)
-    t = torch.nn.LSTMCell(I, H, bias=bias, dtype=_TDT[dtype])
-    cell = pylstm.LSTMCell(I, H, bias=bias, dtype=dtype, seed=9)
+    t = torch.nn.LSTMCell(n_in, H, bias=bias, dtype=_TDT[dtype])
+    cell = pylstm.LSTMCell(n_in, H, bias=bias, dtype=dtype, seed=9)
     cell.load_state_dict(t.state_dict())
     lead = (nb,) if batched else ()
-    x = rng.standard_normal(lead + (I,)).astype(dtype)
+    x = rng.standard_normal(lead + (n_in,)).astype(dtype)
     hx = (rng.standard_normal(lead + (H,)).astype(dtype),
           rng.standard_normal(lead + (H,)).astype(dtype))
     xt = _t(x, True)
@@ -311,3 +311,17 @@ def test_load_state_dict_lists_wrong_names_and_shapes():
     t = torch.nn.LSTM(3, 5, num_layers=2)
     with pytest.raises(ValueError, match="weight_hh_l0"):
         m.load_state_dict(t.state_dict())
+
+
+def test_torch_tensors_are_accepted_as_inputs(rng):
+    """x, hx and lengths may be torch tensors (even ones requiring grad), like numpy arrays."""
+    t, m = _pair(3, 4, num_layers=2, bidirectional=True)
+    x = rng.standard_normal((5, 2, 3))
+    hx = (rng.standard_normal((4, 2, 4)), rng.standard_normal((4, 2, 4)))
+    want, (h_want, c_want) = m(x, hx, lengths=[5, 3])
+    y, (h, c) = m(_t(x, True), (_t(hx[0], True), _t(hx[1], True)), lengths=torch.tensor([5, 3]))
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(h, h_want)
+    np.testing.assert_array_equal(c, c_want)
+    cell = pylstm.LSTMCell(3, 4, dtype=np.float64, seed=0)
+    np.testing.assert_array_equal(cell(_t(x[0], True))[0], cell(x[0])[0])

@@ -46,9 +46,9 @@ def test_onnx_node_case(case):
     graph_outputs = [o.name for o in graph.output]
     assert case.data_sets, case.name
     for inputs, expected in case.data_sets:
-        values = dict(zip(graph_inputs, (_as_array(v) for v in inputs)))
+        values = dict(zip(graph_inputs, (_as_array(v) for v in inputs), strict=True))
         kwargs = {}
-        for slot, name in zip(_INPUTS, node.input):
+        for slot, name in zip(_INPUTS, node.input, strict=False):
             if name:  # an empty name is an omitted optional input
                 kwargs[slot] = values[name]
         for k in ("activation_alpha", "activation_beta", "activations"):
@@ -60,10 +60,10 @@ def test_onnx_node_case(case):
         X = kwargs.pop("X")
         W = kwargs.pop("W")
         R = kwargs.pop("R")
-        got = dict(zip(_OUTPUTS, F.lstm(X, W, R, **kwargs)))
-        want = dict(zip(graph_outputs, (_as_array(v) for v in expected)))
+        got = dict(zip(_OUTPUTS, F.lstm(X, W, R, **kwargs), strict=True))
+        want = dict(zip(graph_outputs, (_as_array(v) for v in expected), strict=True))
         checked = 0
-        for slot, name in zip(_OUTPUTS, node.output):
+        for slot, name in zip(_OUTPUTS, node.output, strict=False):
             if name and name in want:
                 assert got[slot].shape == want[name].shape, (case.name, slot)
                 assert got[slot].dtype == want[name].dtype, (case.name, slot)

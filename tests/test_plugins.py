@@ -21,7 +21,9 @@ from pylstm import hookspecs, plugins
 from pylstm.cli import main
 from pylstm.hookspecs import hookimpl
 
-INSTALL_HINT = "install the test plugins: pip install -e examples/plugin-example -e plugins/forecasting"
+INSTALL_HINT = (
+    "install the test plugins: pip install -e examples/plugin-example -e plugins/forecasting"
+)
 
 
 @pytest.fixture(autouse=True)

@@ -82,8 +82,8 @@ impl Activation {
     }
 
     /// Builds an activation from its ONNX name (case-insensitive) and its parameters. Missing
-    /// parameters take onnxruntime's defaults (LeakyRelu 0.01, ThresholdedRelu 1, ScaledTanh 1/1,
-    /// HardSigmoid 0.2/0.5, Elu 1, Affine 1/0).
+    /// parameters take onnxruntime's values: LeakyRelu 0.01, HardSigmoid 0.2/0.5, Elu 1.0, and
+    /// 0 for the others (Affine, ScaledTanh, ThresholdedRelu), which have no default there.
     pub fn from_name(name: &str, alpha: Option<f64>, beta: Option<f64>) -> Result<Self> {
         let a = |d: f64| alpha.unwrap_or(d);
         let b = |d: f64| beta.unwrap_or(d);
@@ -91,10 +91,10 @@ impl Activation {
             "relu" => Activation::Relu,
             "tanh" => Activation::Tanh,
             "sigmoid" => Activation::Sigmoid,
-            "affine" => Activation::Affine { alpha: a(1.0), beta: b(0.0) },
+            "affine" => Activation::Affine { alpha: a(0.0), beta: b(0.0) },
             "leakyrelu" => Activation::LeakyRelu { alpha: a(0.01) },
-            "thresholdedrelu" => Activation::ThresholdedRelu { alpha: a(1.0) },
-            "scaledtanh" => Activation::ScaledTanh { alpha: a(1.0), beta: b(1.0) },
+            "thresholdedrelu" => Activation::ThresholdedRelu { alpha: a(0.0) },
+            "scaledtanh" => Activation::ScaledTanh { alpha: a(0.0), beta: b(0.0) },
             "hardsigmoid" => Activation::HardSigmoid { alpha: a(0.2), beta: b(0.5) },
             "elu" => Activation::Elu { alpha: a(1.0) },
             "softsign" => Activation::Softsign,

@@ -245,10 +245,10 @@ unsafe fn tile_product<F: Real>(
     let _ = path;
     let tw = tile_width::<F>();
     for kk in 0..k {
-        for r in 0..nr {
-            let hv = *lhs[r].add(kk);
-            for j in 0..tw {
-                acc[r][j] += hv * *w.add(kk * w_rs + j);
+        for (row, l) in acc.iter_mut().zip(lhs).take(nr) {
+            let hv = *l.add(kk);
+            for (j, a) in row.iter_mut().enumerate().take(tw) {
+                *a += hv * *w.add(kk * w_rs + j);
             }
         }
     }

@@ -97,12 +97,8 @@ fn naive(cfg: &Config, ps: &Params, x: &[f64], h0: &[f64], c0: &[f64]) -> (Vec<f
                     let z = |gate: usize| {
                         let row = blk[gate] * h + u;
                         let mut acc = ps.bias[d][row];
-                        for k in 0..i {
-                            acc += ps.w[d][row * i + k] * xt[k];
-                        }
-                        for k in 0..p {
-                            acc += ps.r[d][row * p + k] * hs[k];
-                        }
+                        acc += ps.w[d][row * i..(row + 1) * i].iter().zip(xt).map(|(a, b)| a * b).sum::<f64>();
+                        acc += ps.r[d][row * p..(row + 1) * p].iter().zip(&hs).map(|(a, b)| a * b).sum::<f64>();
                         acc
                     };
                     let pe = |k: usize| if cfg.peep { ps.peep[d][k * h + u] } else { 0.0 };

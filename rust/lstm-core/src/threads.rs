@@ -233,7 +233,6 @@ mod tests {
     fn barrier_orders_phases() {
         let n = 2;
         let counter = AtomicUsize::new(0);
-        let bar = SpinBarrier::new(n);
         with_pool(|threads| {
             let team = threads.min(n);
             let bar = SpinBarrier::new(team);
@@ -247,7 +246,6 @@ mod tests {
             });
         })
         .unwrap();
-        drop(bar);
     }
 
     #[test]

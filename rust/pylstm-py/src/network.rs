@@ -70,7 +70,7 @@ impl Tape {
 }
 
 fn parse_ops(
-    activations: &[Vec<(String, Option<f64>, Option<f64>)>],
+    activations: &[Vec<ActivationSpec>],
     clip: Option<f64>,
     input_forget: bool,
     nd: usize,
@@ -101,6 +101,11 @@ fn parse_ops(
         })
         .collect()
 }
+
+/// An activation as Python passes it: name, alpha, beta.
+type ActivationSpec = (String, Option<f64>, Option<f64>);
+/// `(y, h_n, c_n, tape)`.
+type Forward<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Tape>);
 
 type Borrowed<'py, F> = Vec<Vec<[Option<PyReadonlyArrayDyn<'py, F>>; 5]>>;
 
@@ -178,7 +183,7 @@ fn forward_typed<'py, F: Element + Real>(
     masks: Option<&Bound<'py, PyList>>,
     keep_tape: bool,
     wrap: fn(NetworkTape<F>) -> TapeData,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Tape>)> {
+) -> PyResult<Forward<'py>> {
     let nd = cfg.reverse.len();
     let xa = borrow::<F>("X", x)?;
     let h0a = borrow_opt::<F>("initial_h", h0)?;
@@ -239,7 +244,7 @@ pub fn network_forward<'py>(
     proj_size: usize,
     order: &str,
     reverse: Vec<bool>,
-    activations: Vec<Vec<(String, Option<f64>, Option<f64>)>>,
+    activations: Vec<Vec<ActivationSpec>>,
     clip: Option<f64>,
     input_forget: bool,
     h0: Option<&Bound<'py, PyAny>>,
@@ -247,7 +252,7 @@ pub fn network_forward<'py>(
     lengths: Option<Vec<i64>>,
     masks: Option<&Bound<'py, PyList>>,
     keep_tape: bool,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Option<Tape>)> {
+) -> PyResult<Forward<'py>> {
     let nd = reverse.len();
     if nd == 0 || nd > 2 {
         return Err(LstmValueError::new_err(format!("direction: expected 1 or 2 directions, got {nd}")));

@@ -157,8 +157,16 @@ def load_csv(path: str | Path, time_col: str | None, target_col: str | None,
     if target_col in covariates or (time_col is not None and time_col in covariates):
         raise TaskError("--covariates: must not include the --target or --time column")
     if time_col is not None:
-        t = pd.to_datetime(df[time_col], errors="coerce")
-        if t.isna().mean() > 0.5:  # not dates: accept plain numbers (years, steps)
+        col = df[time_col]
+        if pd.api.types.is_numeric_dtype(col):  # plain numbers (years, steps), not epoch ns
+            t = pd.to_numeric(col)
+            if t.isna().any():
+                raise TaskError(f"--time: column {time_col!r} has missing values")
+        else:
+            t = pd.to_datetime(col, errors="coerce", format="mixed")
+        if pd.api.types.is_numeric_dtype(col):
+            pass
+        elif t.isna().mean() > 0.5:  # not dates: accept numbers written as text
             num = pd.to_numeric(df[time_col], errors="coerce")
             if num.isna().any():
                 raise TaskError(f"--time: column {time_col!r} holds neither dates nor numbers")
