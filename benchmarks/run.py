@@ -113,17 +113,16 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         pats = [re.compile(f) for f in args.filter]
         selected = [c for c in selected if any(p.search(c.id) for p in pats)]
     if args.quick:
-        timing = TimingConfig(warmup=1, min_repeats=3, max_repeats=10, budget_s=0.25)
-        lat = TimingConfig(warmup=2, min_repeats=10, max_repeats=200, budget_s=0.3)
+        timing = TimingConfig(warmup=1, min_repeats=3, max_repeats=6, budget_s=0.25, block=3)
+        lat = TimingConfig(warmup=5, min_repeats=40, max_repeats=200, budget_s=0.3, block=40)
     else:
-        timing = TimingConfig(warmup=1, min_repeats=5, max_repeats=40, budget_s=2.0)
-        lat = TimingConfig(warmup=3, min_repeats=30, max_repeats=1000, budget_s=2.0)
+        timing = TimingConfig(warmup=1, min_repeats=6, max_repeats=30, budget_s=2.0, block=3)
+        lat = TimingConfig(warmup=10, min_repeats=200, max_repeats=2000, budget_s=2.0, block=100)
     if args.repeats is not None:
-        timing = TimingConfig(timing.warmup, args.repeats, max(args.repeats, timing.max_repeats),
-                              timing.budget_s, timing.gap_s)
+        timing = dataclasses.replace(timing, min_repeats=args.repeats,
+                                     max_repeats=max(args.repeats, timing.max_repeats))
     if args.budget is not None:
-        timing = TimingConfig(timing.warmup, timing.min_repeats, timing.max_repeats, args.budget,
-                              timing.gap_s)
+        timing = dataclasses.replace(timing, budget_s=args.budget)
     meta: dict[str, Any] = {
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "argv": sys.argv if args.argv is None else args.argv,

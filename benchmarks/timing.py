@@ -21,63 +21,67 @@ __all__ = ["TimingConfig", "gemm_peak", "lstm_flops", "measure", "median_ms"]
 class TimingConfig:
     """How each row is timed.
 
-    Every contender gets ``warmup`` untimed calls, then at least ``min_repeats`` timed calls;
-    repeats continue until ``budget_s`` seconds have passed for the row or ``max_repeats`` is
-    reached. ``gap_s`` is an untimed pause before each timed call, so that another library's
-    spinning worker threads (OpenMP, onnxruntime's pool) go idle before the next contender runs
-    on this 2-core machine.
+    Contenders run in blocks: on switching to a contender the suite pauses ``settle_s`` (the
+    previous library's worker threads keep spinning for tens of milliseconds after a call —
+    onnxruntime's pool for about 50 ms — and on a 2-core machine they would take a core from
+    the next contender), makes ``warmup`` untimed calls, then ``block`` timed calls back to back.
+    Blocks alternate A B, B A, ... until each contender has ``min_repeats`` timed calls and
+    ``budget_s`` has passed, or ``max_repeats`` is reached.
     """
 
     warmup: int = 1
-    min_repeats: int = 5
+    min_repeats: int = 6
     max_repeats: int = 40
     budget_s: float = 2.0
-    gap_s: float = 0.005
+    block: int = 3
+    settle_s: float = 0.1
 
 
 def measure(fns: Mapping[str, Callable[[], Any]], cfg: TimingConfig,
             before: Mapping[str, Callable[[], Any]] | None = None) -> dict[str, list[float]]:
-    """Time each callable, interleaved (A B, then B A, ...) so that they share the machine's noise.
+    """Time each callable in alternating blocks so that they share the machine's noise but not
+    each other's spinning threads.
 
     Args:
         fns: contender name -> a call to time.
-        cfg: warm-up, repeats and budget.
-        before: optional contender name -> an untimed call made just before each of its calls
-            (e.g. switching the engine's thread count).
+        cfg: warm-up, repeats, block size, settle time and budget.
+        before: optional contender name -> an untimed call made at the start of each of its
+            blocks (e.g. switching the engine's thread count).
 
     Returns:
         contender name -> seconds of each timed call, in order.
     """
     names = list(fns)
     before = before or {}
+    times: dict[str, list[float]] = {name: [] for name in names}
 
-    def one(name: str) -> float:
+    def run_block(name: str) -> None:
         if name in before:
             before[name]()
-        if cfg.gap_s > 0:
-            time.sleep(cfg.gap_s)
-        t0 = time.perf_counter()
-        fns[name]()
-        return time.perf_counter() - t0
+        time.sleep(cfg.settle_s)
+        for _ in range(cfg.warmup):
+            fns[name]()
+        for _ in range(cfg.block):
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
 
     gc.collect()
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(cfg.warmup):
-            for name in names:
-                one(name)
-        times: dict[str, list[float]] = {name: [] for name in names}
         start = time.perf_counter()
-        rep = 0
-        while rep < max(cfg.max_repeats, cfg.min_repeats):
-            for name in (names if rep % 2 == 0 else names[::-1]):
-                times[name].append(one(name))
-            rep += 1
-            if rep >= cfg.min_repeats and time.perf_counter() - start >= cfg.budget_s:
+        rnd = 0
+        while True:
+            for name in (names if rnd % 2 == 0 else names[::-1]):
+                run_block(name)
+            rnd += 1
+            done = min(len(v) for v in times.values())
+            if done >= cfg.max_repeats:
                 break
-            if rep % 8 == 0:
-                gc.collect()
+            if done >= cfg.min_repeats and time.perf_counter() - start >= cfg.budget_s:
+                break
+            gc.collect()
     finally:
         if was_enabled:
             gc.enable()

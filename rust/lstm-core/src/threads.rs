@@ -86,9 +86,16 @@ fn pool(s: &PoolState) -> Result<Arc<rayon::ThreadPool>> {
         return Ok(p.clone());
     }
     let n = s.threads.load(Ordering::SeqCst);
+    let cpus = allowed_cpus();
+    let pin = n <= cpus.len() && std::env::var("PYLSTM_PIN_THREADS").map_or(true, |v| v.trim() != "0");
     let p = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .thread_name(|i| format!("pylstm-{i}"))
+        .start_handler(move |i| {
+            if pin {
+                pin_current_thread(cpus[i]);
+            }
+        })
         .build()
         .map_err(|e| LstmError::Internal(format!("could not start {n} threads: {e}")))?;
     let p = Arc::new(p);
@@ -114,20 +121,101 @@ pub(crate) fn with_pool<R: Send>(f: impl FnOnce(usize) -> R + Send) -> Result<R>
 /// Runs `work(worker_index)` on `n` workers at once, all inside the current pool (must be
 /// called from [`with_pool`] with `n` no larger than its thread count). The workers may wait on
 /// [`SpinBarrier`]s shared between them: every one of them runs concurrently.
+///
+/// Worker indices follow the cores the workers run on (the lowest core gets index 0), so the
+/// slice of weights a given index works on stays in the same core's cache from call to call
+/// even when the pool's threads pick up the jobs in a different order.
 pub(crate) fn broadcast(n: usize, work: impl Fn(usize) + Sync) {
     if n <= 1 {
         work(0);
         return;
     }
     let poisoned = &AtomicBool::new(false);
+    let ranks = &CoreRanks::new(n);
     let work = &work;
     rayon::scope(|scope| {
         for w in 1..n {
-            scope.spawn(move |_| run_guarded(poisoned, || work(w)));
+            scope.spawn(move |_| run_guarded(poisoned, || work(ranks.rank(w))));
         }
-        run_guarded(poisoned, || work(0));
+        run_guarded(poisoned, || work(ranks.rank(0)));
     });
 }
+
+/// Orders a team of concurrently running workers by the core each is on.
+struct CoreRanks {
+    cpus: Vec<AtomicUsize>,
+    arrived: AtomicUsize,
+}
+
+impl CoreRanks {
+    fn new(n: usize) -> Self {
+        CoreRanks { cpus: (0..n).map(|_| AtomicUsize::new(usize::MAX)).collect(), arrived: AtomicUsize::new(0) }
+    }
+
+    /// Registers worker `w` and returns its rank once every worker has registered.
+    fn rank(&self, w: usize) -> usize {
+        let n = self.cpus.len();
+        let mine = (current_cpu(), w);
+        self.cpus[w].store(mine.0, Ordering::Release);
+        self.arrived.fetch_add(1, Ordering::AcqRel);
+        let mut spins = 0u32;
+        while self.arrived.load(Ordering::Acquire) < n {
+            spins += 1;
+            if spins < 4096 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        (0..n).filter(|&o| (self.cpus[o].load(Ordering::Acquire), o) < mine).count()
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn current_cpu() -> usize {
+    // SAFETY: sched_getcpu has no preconditions; it returns -1 on failure.
+    let c = unsafe { libc::sched_getcpu() };
+    usize::try_from(c).unwrap_or(0)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn current_cpu() -> usize {
+    0
+}
+
+/// The CPUs this process may run on.
+#[cfg(target_os = "linux")]
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// Keeps a pool thread on one core, so its slice of the weights stays in that core's cache and
+/// the scheduler cannot stack two team members on one core (they would spin against each other).
+/// `PYLSTM_PIN_THREADS=0` turns this off.
+#[cfg(target_os = "linux")]
+fn pin_current_thread(cpu: usize) {
+    // SAFETY: the set is built locally; failure leaves the thread unpinned.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_current_thread(_cpu: usize) {}
 
 fn run_guarded(poisoned: &AtomicBool, f: impl FnOnce()) {
     if let Err(e) = catch_unwind(AssertUnwindSafe(f)) {
