@@ -15,7 +15,7 @@
 use crate::error::{check_len, LstmError, Result};
 use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
 use crate::real::Real;
-use crate::recurrent::{axpy_cols, dot_rows, Segment};
+use crate::recurrent::{axpy_cols, dot_rows, pack_cols, pack_rows, tile_width, Segment};
 use crate::schedule::Schedule;
 use crate::threads::{broadcast, split_range, with_pool, SpinBarrier};
 
@@ -473,6 +473,29 @@ fn peep_views<F>(peep: Option<&[F]>, h: usize, u0: usize, u1: usize) -> Option<[
     peep.map(|pp| [&pp[u0..u1], &pp[h + u0..h + u1], &pp[2 * h + u0..2 * h + u1]])
 }
 
+/// How a time step's recurrent product is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepProduct {
+    /// Dot products against R's rows in place: no set-up, best when few rows share each load.
+    Dot,
+    /// A per-call transposed panel and the axpy kernel: each weight load serves eight rows.
+    Panel,
+    /// The general GEMM, for batches beyond the register-blocked kernels' sweet spot.
+    Gemm,
+}
+
+fn step_strategy(batch: usize, steps: usize) -> StepProduct {
+    if batch > PANEL_MAX_BATCH {
+        StepProduct::Gemm
+    } else if batch * steps >= 32 {
+        // Packing costs about one step's weight traffic; the axpy kernel runs at close to the
+        // FMA peak where the dot form spends a third of its time reducing and storing.
+        StepProduct::Panel
+    } else {
+        StepProduct::Dot
+    }
+}
+
 /// The time loop of one direction, run by member `m` of a team of `k` threads.
 #[allow(clippy::too_many_arguments)]
 fn forward_steps<F: Real>(
@@ -492,10 +515,20 @@ fn forward_steps<F: Real>(
     let (p0, p1) = split_range(p, k, m, 16);
     let w = u1 - u0;
     let peep = peep_views(dp.peephole, h, u0, u1);
-    // This member's rows of R (all four gates of its units), read in place every step.
-    let segs: Vec<Segment> =
-        (0..4).map(|blk| Segment { out_col: blk * h + u0, width: w, w_start: blk * h + u0 }).collect();
-    let small = b <= PANEL_MAX_BATCH;
+    // How this member multiplies h by its rows of R (all four gates of its units) each step:
+    // small batches read R in place (dot form); larger ones transpose the slice once into a
+    // panel the axpy kernel streams with eight rows per weight load; the largest use GEMM.
+    let strategy = step_strategy(b, sched.max_len());
+    let (panel, segs) = match strategy {
+        StepProduct::Panel if w > 0 => {
+            let groups: Vec<(usize, usize, usize)> = (0..4).map(|blk| (blk * h + u0, blk * h + u0, w)).collect();
+            pack_rows(path, dp.r, p, p, &groups)
+        }
+        _ => {
+            (Vec::new(), (0..4).map(|blk| Segment { out_col: blk * h + u0, width: w, w_start: blk * h + u0 }).collect())
+        }
+    };
+    let tw = tile_width::<F>();
     for s in 0..sched.max_len() {
         let n = sched.active[s];
         // SAFETY: this member writes only its own units' columns of step s (gates, pre, c,
@@ -504,8 +537,10 @@ fn forward_steps<F: Real>(
             let gates_s = bufs.gates.at(s * b * g);
             let hprev = bufs.h.at(s * b * p) as *const F;
             if w > 0 {
-                if small {
+                if strategy == StepProduct::Dot {
                     dot_rows(path, n, p, hprev, p, dp.r.as_ptr(), p, &segs, gates_s, g, true);
+                } else if strategy == StepProduct::Panel {
+                    axpy_cols(path, n, p, hprev, p, panel.as_ptr(), tw, p * tw, &segs, gates_s, g, true);
                 } else if k == 1 {
                     gemm(n, g, p, gates_s, g, 1, true, hprev, p, 1, dp.r.as_ptr(), 1, p, 1);
                 } else {
@@ -772,9 +807,18 @@ fn backward_steps<F: Real>(
     let (p0, p1) = if bufs.dhtot.is_some() { split_range(p, k, m, 16) } else { (u0, u1) };
     let w = u1 - u0;
     let peep = peep_views(dp.peephole, h, u0, u1);
-    // This member's output columns of R (over all 4H rows), read in place every step.
-    let segs = [Segment { out_col: p0, width: p1 - p0, w_start: p0 }];
-    let small = b <= PANEL_MAX_BATCH;
+    // This member's output columns of R (over all 4H rows): copied once into contiguous
+    // tiles when enough steps reuse them, else read in place.
+    let strategy = step_strategy(b, sched.max_len());
+    let (panel, segs, w_rs, tile_step) = match strategy {
+        StepProduct::Panel if p1 > p0 => {
+            let (panel, segs) = pack_cols(dp.r, p, g, &[(p0, p0, p1 - p0)]);
+            (panel, segs, tile_width::<F>(), g * tile_width::<F>())
+        }
+        _ => (Vec::new(), vec![Segment { out_col: p0, width: p1 - p0, w_start: p0 }], p, tile_width::<F>()),
+    };
+    let small = strategy != StepProduct::Gemm;
+    let wsrc = if panel.is_empty() { dp.r.as_ptr() } else { panel.as_ptr() };
     for s in (0..sched.max_len()).rev() {
         let n = sched.active[s];
         // SAFETY: each member writes only its own columns (units u0..u1, outputs p0..p1) of
@@ -831,7 +875,7 @@ fn backward_steps<F: Real>(
             // 5. Into the previous step's hidden state.
             let dz_s = bufs.dz.at(s * b * g) as *const F;
             match small {
-                true => axpy_cols(path, n, g, dz_s, g, dp.r.as_ptr(), p, &segs, bufs.dh.0, p, false),
+                true => axpy_cols(path, n, g, dz_s, g, wsrc, w_rs, tile_step, &segs, bufs.dh.0, p, false),
                 false => gemm(n, p1 - p0, g, bufs.dh.at(p0), p, 1, false, dz_s, g, 1, dp.r.as_ptr().add(p0), p, 1, 1),
             }
         }

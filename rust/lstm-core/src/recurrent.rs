@@ -17,7 +17,7 @@ const TILE_BYTES: usize = 128;
 /// Input rows handled together: each weight load is reused this many times.
 const ROW_BLOCK: usize = 8;
 
-fn tile_width<F>() -> usize {
+pub(crate) fn tile_width<F>() -> usize {
     TILE_BYTES / std::mem::size_of::<F>()
 }
 
@@ -58,13 +58,13 @@ pub(crate) unsafe fn dot_rows<F: Real>(
     for seg in segments {
         let mut j = 0;
         while j < seg.width {
-            let nj = (seg.width - j).min(8);
-            let wr: [*const F; 8] = std::array::from_fn(|q| w.add((seg.w_start + j + q.min(nj - 1)) * w_rs));
+            let nj = (seg.width - j).min(16);
+            let wr: [*const F; 16] = std::array::from_fn(|q| w.add((seg.w_start + j + q.min(nj - 1)) * w_rs));
             let mut r0 = 0;
             while r0 < rows {
                 let nr = (rows - r0).min(ROW_BLOCK);
                 let l: [*const F; ROW_BLOCK] = std::array::from_fn(|r| lhs.add((r0 + r.min(nr - 1)) * lhs_rs));
-                let mut sums = [[F::ZERO; 8]; ROW_BLOCK];
+                let mut sums = [[F::ZERO; 16]; ROW_BLOCK];
                 dot_block(path, nr, nj, depth, &l, &wr, &mut sums);
                 for (r, row) in sums.iter().enumerate().take(nr) {
                     let o = out.add((r0 + r) * out_rs + seg.out_col + j);
@@ -79,7 +79,7 @@ pub(crate) unsafe fn dot_rows<F: Real>(
     }
 }
 
-/// `sums[r][q] = Σ_k lhs[r][k] · w[q][k]` for `nr` input rows and `nj` weight rows.
+/// `sums[r][q] = Σ_k lhs[r][k] · w[q][k]` for `nr` input rows and `nj <= 16` weight rows.
 #[inline]
 unsafe fn dot_block<F: Real>(
     path: KernelPath,
@@ -87,8 +87,8 @@ unsafe fn dot_block<F: Real>(
     nj: usize,
     depth: usize,
     lhs: &[*const F; ROW_BLOCK],
-    w: &[*const F; 8],
-    sums: &mut [[F; 8]; ROW_BLOCK],
+    w: &[*const F; 16],
+    sums: &mut [[F; 16]; ROW_BLOCK],
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -103,7 +103,7 @@ unsafe fn dot_block<F: Real>(
                 let (l, wv, s) = (
                     lhs.map(|p| p as *const f32),
                     w.map(|p| p as *const f32),
-                    &mut *(sums as *mut _ as *mut [[f32; 8]; ROW_BLOCK]),
+                    &mut *(sums as *mut _ as *mut [[f32; 16]; ROW_BLOCK]),
                 );
                 if wide {
                     x86::dot_f32_avx512(nr, nj, depth, &l, &wv, s)
@@ -114,7 +114,7 @@ unsafe fn dot_block<F: Real>(
                 let (l, wv, s) = (
                     lhs.map(|p| p as *const f64),
                     w.map(|p| p as *const f64),
-                    &mut *(sums as *mut _ as *mut [[f64; 8]; ROW_BLOCK]),
+                    &mut *(sums as *mut _ as *mut [[f64; 16]; ROW_BLOCK]),
                 );
                 if wide {
                     x86::dot_f64_avx512(nr, nj, depth, &l, &wv, s)
@@ -137,8 +137,90 @@ unsafe fn dot_block<F: Real>(
     }
 }
 
-/// `out[r, s.out_col + j] (+)= Σ_k lhs[r, k] · w[k * w_rs + s.w_start + j]` for every segment
-/// `s`, `r < rows`, `k < depth`.
+/// Packs rows of a row-major matrix `w` (`depth` columns, row stride `w_rs`) for
+/// [`axpy_cols`]: for each `(out_col, row_start, count)` group, tiles of `T` rows (128 bytes of
+/// columns) transposed to `[depth][T]`, contiguous so the kernel streams them in order. Returns
+/// the panel and the segments that address it (`w_rs = T`, `tile_step = depth * T`). The
+/// transposition gathers 16 (8) strided values per instruction on AVX-512.
+pub(crate) fn pack_rows<F: Real>(
+    path: KernelPath,
+    w: &[F],
+    w_rs: usize,
+    depth: usize,
+    groups: &[(usize, usize, usize)],
+) -> (Vec<F>, Vec<Segment>) {
+    let tw = tile_width::<F>();
+    let mut segs = Vec::with_capacity(groups.len());
+    let mut total = 0;
+    for &(out_col, _, count) in groups {
+        segs.push(Segment { out_col, width: count, w_start: total });
+        total += count.div_ceil(tw) * depth * tw;
+    }
+    let mut panel = Vec::with_capacity(total);
+    for &(_, row_start, count) in groups {
+        for tile in 0..count.div_ceil(tw) {
+            // Rows past the group repeat its last row: their columns are never stored.
+            let rows: Vec<usize> = (0..tw).map(|j| row_start + (tile * tw + j).min(count - 1)).collect();
+            let dst_len = panel.len();
+            panel.resize(dst_len + depth * tw, F::ZERO);
+            let dst = &mut panel[dst_len..];
+            #[cfg(target_arch = "x86_64")]
+            if path == KernelPath::Avx512 && depth > 0 && rows.iter().all(|&r| r * w_rs < i32::MAX as usize) {
+                // SAFETY: every index is in bounds of `w` (rows < its row count, k < depth).
+                unsafe {
+                    x86::gather_tile(
+                        F::IS_F32,
+                        w.as_ptr() as *const u8,
+                        w_rs,
+                        &rows,
+                        depth,
+                        dst.as_mut_ptr() as *mut u8,
+                    )
+                };
+                continue;
+            }
+            for (kk, out) in dst.chunks_exact_mut(tw).enumerate() {
+                for (j, v) in out.iter_mut().enumerate() {
+                    *v = w[rows[j] * w_rs + kk];
+                }
+            }
+        }
+    }
+    let _ = path;
+    (panel, segs)
+}
+
+/// Packs column slices of a row-major matrix `w` (`depth` rows, row stride `w_rs`) for
+/// [`axpy_cols`]: for each `(out_col, col_start, count)` group, tiles of `T` columns copied to
+/// `[depth][T]` (zero-padded), contiguous. Returns the panel and the segments that address it
+/// (`w_rs = T`, `tile_step = depth * T`).
+pub(crate) fn pack_cols<F: Real>(
+    w: &[F],
+    w_rs: usize,
+    depth: usize,
+    groups: &[(usize, usize, usize)],
+) -> (Vec<F>, Vec<Segment>) {
+    let tw = tile_width::<F>();
+    let mut segs = Vec::with_capacity(groups.len());
+    let mut panel = Vec::new();
+    for &(out_col, col_start, count) in groups {
+        segs.push(Segment { out_col, width: count, w_start: panel.len() });
+        for tile in 0..count.div_ceil(tw) {
+            let c0 = col_start + tile * tw;
+            let cols = (count - tile * tw).min(tw);
+            for kk in 0..depth {
+                panel.extend_from_slice(&w[kk * w_rs + c0..][..cols]);
+                panel.resize(panel.len() + tw - cols, F::ZERO);
+            }
+        }
+    }
+    (panel, segs)
+}
+
+/// `out[r, s.out_col + j] (+)= Σ_k lhs[r, k] · w[s.w_start + (j / T) * tile_step + k * w_rs + j % T]`
+/// for every segment `s`, `r < rows`, `k < depth`, where `T` is the tile width (128 bytes):
+/// with `tile_step = T` that is a plain column slice of a row-major matrix; a [`pack_rows`]
+/// panel has `w_rs = T` and `tile_step = depth * T`.
 ///
 /// # Safety
 /// As for [`dot_rows`].
@@ -151,20 +233,23 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
     lhs_rs: usize,
     w: *const F,
     w_rs: usize,
+    tile_step: usize,
     segments: &[Segment],
     out: *mut F,
     out_rs: usize,
     accumulate: bool,
 ) {
     let tw = tile_width::<F>();
-    let mut r0 = 0;
-    while r0 < rows {
-        let nr = (rows - r0).min(ROW_BLOCK);
-        let lhs_rows: [*const F; ROW_BLOCK] = std::array::from_fn(|r| lhs.add((r0 + r.min(nr - 1)) * lhs_rs));
-        for seg in segments {
-            for tile in 0..seg.width.div_ceil(tw) {
-                let cols = (seg.width - tile * tw).min(tw);
-                let wt = w.add(seg.w_start + tile * tw);
+    // Column tiles outermost: a tile's weights (depth x 128 bytes) stay in L2 while every
+    // row block passes over them, so the weights are read from memory once per call.
+    for seg in segments {
+        for tile in 0..seg.width.div_ceil(tw) {
+            let cols = (seg.width - tile * tw).min(tw);
+            let wt = w.add(seg.w_start + tile * tile_step);
+            let mut r0 = 0;
+            while r0 < rows {
+                let nr = (rows - r0).min(ROW_BLOCK);
+                let lhs_rows: [*const F; ROW_BLOCK] = std::array::from_fn(|r| lhs.add((r0 + r.min(nr - 1)) * lhs_rs));
                 // Accumulators go through a small buffer so partial tiles need no masked stores.
                 let mut acc = [[F::ZERO; 32]; ROW_BLOCK];
                 if accumulate {
@@ -190,9 +275,9 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
                     let o = out.add((r0 + r) * out_rs + seg.out_col + tile * tw);
                     std::ptr::copy_nonoverlapping(row.as_ptr(), o, cols);
                 }
+                r0 += nr;
             }
         }
-        r0 += nr;
     }
 }
 
@@ -282,6 +367,11 @@ mod x86 {
                 while kk + U <= k {
                     for u in 0..U {
                         let wk = w.add((kk + u) * step);
+                        // Strided tiles cross a page every row: prefetch a few rows ahead.
+                        _mm_prefetch::<_MM_HINT_T0>(wk.wrapping_add(8 * step) as *const i8);
+                        _mm_prefetch::<_MM_HINT_T0>(
+                            wk.wrapping_add(8 * step + 64 / std::mem::size_of::<$t>()) as *const i8
+                        );
                         let wv: [$v; $nv] = std::array::from_fn(|q| $loadu(wk.add(q * $lanes)));
                         for r in 0..R {
                             let hv = $set1(*lhs[r].add(kk + u));
@@ -422,16 +512,17 @@ mod x86 {
     }
 
     macro_rules! dot_kernels {
-        ($entry:ident, $feat:literal, $t:ty, $v:ty, $lanes:literal, $maxr:literal,
-         $zero:ident, $loadu:ident, $fmadd:ident, $hsum:path) => {
+        ($entry:ident, $feat:literal, $t:ty, $v:ty, $lanes:literal, $maxr:literal, $acc:literal,
+         $zero:ident, $loadu:ident, $fmadd:ident, $hsum:path, $full:literal, $reduce_all:path, $lane_of:path) => {
             /// `sums[r][q] = Σ_k lhs[r][k] · w[q][k]` for `R` input rows and `J` weight rows:
-            /// `R·J` independent accumulators, one horizontal sum each at the end.
+            /// `R·J` independent accumulators; at the end one shuffle tree reduces a full register
+            /// file of them at once (`R·J == $full`), else one horizontal sum each.
             #[target_feature(enable = $feat)]
             unsafe fn block<const R: usize, const J: usize>(
                 k: usize,
                 lhs: &[*const $t],
                 w: &[*const $t],
-                sums: &mut [[$t; 8]],
+                sums: &mut [[$t; 16]],
             ) {
                 let mut acc: [[$v; J]; R] = [[$zero(); J]; R];
                 let mut kk = 0;
@@ -445,74 +536,133 @@ mod x86 {
                     }
                     kk += $lanes;
                 }
-                for r in 0..R {
-                    for q in 0..J {
-                        let mut t = $hsum(acc[r][q]);
-                        for k2 in kk..k {
-                            t += *lhs[r].add(k2) * *w[q].add(k2);
+                let tail = |r: usize, q: usize| {
+                    let mut t = 0.0 as $t;
+                    for k2 in kk..k {
+                        t += *lhs[r].add(k2) * *w[q].add(k2);
+                    }
+                    t
+                };
+                if R * J == $full {
+                    let flat: [$v; $full] = std::array::from_fn(|a| acc[a / J][a % J]);
+                    let mut out = [0.0 as $t; $lanes];
+                    $reduce_all(&flat, &mut out);
+                    for a in 0..$full {
+                        let (r, q) = (a / J, a % J);
+                        sums[r][q] = out[$lane_of(a)] + tail(r, q);
+                    }
+                } else {
+                    for r in 0..R {
+                        for q in 0..J {
+                            sums[r][q] = $hsum(acc[r][q]) + tail(r, q);
                         }
-                        sums[r][q] = t;
                     }
                 }
             }
 
+            /// All weight rows against `R` input rows: groups of `J` weight rows, then single
+            /// rows for the remainder.
             #[target_feature(enable = $feat)]
-            unsafe fn rows<const J: usize>(
-                nr: usize,
+            unsafe fn rows<const R: usize, const J: usize>(
+                nj: usize,
                 k: usize,
-                lhs: &[*const $t; 8],
-                w: &[*const $t],
-                sums: &mut [[$t; 8]; 8],
-                col: usize,
+                lhs: &[*const $t],
+                w: &[*const $t; 16],
+                sums: &mut [[$t; 16]],
             ) {
-                let mut r0 = 0;
-                while r0 < nr {
-                    let n = (nr - r0).min($maxr);
-                    let l = &lhs[r0..];
-                    let mut part = [[0.0 as $t; 8]; 4];
-                    match n {
-                        1 => block::<1, J>(k, l, w, &mut part),
-                        2 => block::<2, J>(k, l, w, &mut part),
-                        3 => block::<3, J>(k, l, w, &mut part),
-                        _ => block::<4, J>(k, l, w, &mut part),
+                let mut part = [[0.0 as $t; 16]; R];
+                let mut q0 = 0;
+                while q0 + J <= nj {
+                    block::<R, J>(k, lhs, &w[q0..], &mut part);
+                    for r in 0..R {
+                        sums[r][q0..q0 + J].copy_from_slice(&part[r][..J]);
                     }
-                    for r in 0..n {
-                        sums[r0 + r][col..col + J].copy_from_slice(&part[r][..J]);
+                    q0 += J;
+                }
+                while q0 < nj {
+                    block::<R, 1>(k, lhs, &w[q0..], &mut part);
+                    for r in 0..R {
+                        sums[r][q0] = part[r][0];
                     }
-                    r0 += n;
+                    q0 += 1;
                 }
             }
 
-            /// Weight rows in groups of four (of eight at one input row, to keep enough
-            /// accumulators in flight), input rows in blocks of at most `$maxr`.
+            /// Input rows in blocks of at most `$maxr`; each block takes as many weight rows at
+            /// once as its accumulators allow (`R·J <= $acc`): many input rows per weight load
+            /// keeps the weights' cache traffic low, many weight rows keep FMAs in flight.
             #[target_feature(enable = $feat)]
             pub(in crate::recurrent) unsafe fn $entry(
                 nr: usize,
                 nj: usize,
                 k: usize,
                 lhs: &[*const $t; 8],
-                w: &[*const $t; 8],
-                sums: &mut [[$t; 8]; 8],
+                w: &[*const $t; 16],
+                sums: &mut [[$t; 16]; 8],
             ) {
-                let mut q0 = 0;
-                while q0 < nj {
-                    let n = nj - q0;
-                    if nr == 1 && n == 8 {
-                        rows::<8>(nr, k, lhs, &w[q0..], sums, q0);
-                        q0 += 8;
-                    } else if n >= 4 {
-                        rows::<4>(nr, k, lhs, &w[q0..], sums, q0);
-                        q0 += 4;
-                    } else if n >= 2 {
-                        rows::<2>(nr, k, lhs, &w[q0..], sums, q0);
-                        q0 += 2;
-                    } else {
-                        rows::<1>(nr, k, lhs, &w[q0..], sums, q0);
-                        q0 += 1;
+                let mut r0 = 0;
+                while r0 < nr {
+                    let n = (nr - r0).min($maxr);
+                    let (l, s) = (&lhs[r0..], &mut sums[r0..]);
+                    match n {
+                        1 => rows::<1, { $acc }>(nj, k, l, w, s),
+                        2 => rows::<2, { $acc / 2 }>(nj, k, l, w, s),
+                        3 => rows::<3, { $acc / 3 }>(nj, k, l, w, s),
+                        4 => rows::<4, { $acc / 4 }>(nj, k, l, w, s),
+                        5 => rows::<5, { $acc / 5 }>(nj, k, l, w, s),
+                        6 => rows::<6, { $acc / 6 }>(nj, k, l, w, s),
+                        7 => rows::<7, { $acc / 7 }>(nj, k, l, w, s),
+                        _ => rows::<8, { $acc / 8 }>(nj, k, l, w, s),
                     }
+                    r0 += n;
                 }
             }
         };
+    }
+
+    /// Sums each of 16 registers into one register: lane `4·(a % 4) + a / 4` holds the sum of
+    /// `v[a]`. Four levels of shuffles and adds instead of 16 separate horizontal sums.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn reduce16_ps(v: &[__m512; 16], out: &mut [f32; 16]) {
+        let w: [__m512; 8] = std::array::from_fn(|i| {
+            let (a, b) = (v[2 * i], v[2 * i + 1]);
+            _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b))
+        });
+        let x: [__m512; 4] = std::array::from_fn(|i| {
+            let (a, b) = (w[2 * i], w[2 * i + 1]);
+            _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(a, b), _mm512_shuffle_f32x4::<0xDD>(a, b))
+        });
+        let y0 = _mm512_add_ps(_mm512_unpacklo_ps(x[0], x[1]), _mm512_unpackhi_ps(x[0], x[1]));
+        let y1 = _mm512_add_ps(_mm512_unpacklo_ps(x[2], x[3]), _mm512_unpackhi_ps(x[2], x[3]));
+        let z = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(y0, y1), _mm512_shuffle_ps::<0xEE>(y0, y1));
+        _mm512_storeu_ps(out.as_mut_ptr(), z);
+    }
+    fn lane16(a: usize) -> usize {
+        4 * (a % 4) + a / 4
+    }
+
+    /// Sums each of 8 registers into one register: lane `2·(a % 4) + a / 4` holds `Σ v[a]`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn reduce8_pd(v: &[__m512d; 8], out: &mut [f64; 8]) {
+        let w: [__m512d; 4] = std::array::from_fn(|i| {
+            let (a, b) = (v[2 * i], v[2 * i + 1]);
+            _mm512_add_pd(_mm512_shuffle_f64x2::<0x44>(a, b), _mm512_shuffle_f64x2::<0xEE>(a, b))
+        });
+        let x: [__m512d; 2] = std::array::from_fn(|i| {
+            let (a, b) = (w[2 * i], w[2 * i + 1]);
+            _mm512_add_pd(_mm512_shuffle_f64x2::<0x88>(a, b), _mm512_shuffle_f64x2::<0xDD>(a, b))
+        });
+        let z = _mm512_add_pd(_mm512_unpacklo_pd(x[0], x[1]), _mm512_unpackhi_pd(x[0], x[1]));
+        _mm512_storeu_pd(out.as_mut_ptr(), z);
+    }
+    fn lane8(a: usize) -> usize {
+        2 * (a % 4) + a / 4
+    }
+
+    /// AVX2 kernels reduce register by register (`$full` = 0 never matches).
+    unsafe fn reduce_none<T, V>(_v: &[V; 0], _out: &mut [T]) {}
+    fn lane_none(a: usize) -> usize {
+        a
     }
 
     #[target_feature(enable = "avx512f")]
@@ -538,68 +688,72 @@ mod x86 {
 
     mod dot_avx512_f32 {
         use super::*;
-        dot_kernels!(
-            run,
-            "avx512f",
-            f32,
-            __m512,
-            16,
-            4,
-            _mm512_setzero_ps,
-            _mm512_loadu_ps,
-            _mm512_fmadd_ps,
-            hsum512_ps
-        );
+        #[rustfmt::skip]
+        dot_kernels!(run, "avx512f", f32, __m512, 16, 8, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps,
+            hsum512_ps, 16, reduce16_ps, lane16);
     }
     mod dot_avx512_f64 {
         use super::*;
-        dot_kernels!(
-            run,
-            "avx512f",
-            f64,
-            __m512d,
-            8,
-            4,
-            _mm512_setzero_pd,
-            _mm512_loadu_pd,
-            _mm512_fmadd_pd,
-            hsum512_pd
-        );
+        #[rustfmt::skip]
+        dot_kernels!(run, "avx512f", f64, __m512d, 8, 8, 8, _mm512_setzero_pd, _mm512_loadu_pd, _mm512_fmadd_pd,
+            hsum512_pd, 8, reduce8_pd, lane8);
     }
     mod dot_avx2_f32 {
         use super::*;
-        dot_kernels!(
-            run,
-            "avx2,fma",
-            f32,
-            __m256,
-            8,
-            2,
-            _mm256_setzero_ps,
-            _mm256_loadu_ps,
-            _mm256_fmadd_ps,
-            hsum256_ps
-        );
+        #[rustfmt::skip]
+        dot_kernels!(run, "avx2,fma", f32, __m256, 8, 4, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps,
+            hsum256_ps, 0, reduce_none, lane_none);
     }
     mod dot_avx2_f64 {
         use super::*;
-        dot_kernels!(
-            run,
-            "avx2,fma",
-            f64,
-            __m256d,
-            4,
-            2,
-            _mm256_setzero_pd,
-            _mm256_loadu_pd,
-            _mm256_fmadd_pd,
-            hsum256_pd
-        );
+        #[rustfmt::skip]
+        dot_kernels!(run, "avx2,fma", f64, __m256d, 4, 4, 8, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_fmadd_pd,
+            hsum256_pd, 0, reduce_none, lane_none);
     }
     pub(super) use dot_avx2_f32::run as dot_f32_avx2;
     pub(super) use dot_avx2_f64::run as dot_f64_avx2;
     pub(super) use dot_avx512_f32::run as dot_f32_avx512;
     pub(super) use dot_avx512_f64::run as dot_f64_avx512;
+
+    /// Transposes one tile: `dst[k][j] = w[rows[j] * w_rs + k]` for `k < depth`, `j` over the
+    /// tile (16 f32 or 8 f64 per gather).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gather_tile(
+        is_f32: bool,
+        w: *const u8,
+        w_rs: usize,
+        rows: &[usize],
+        depth: usize,
+        dst: *mut u8,
+    ) {
+        if is_f32 {
+            let (w, dst) = (w as *const f32, dst as *mut f32);
+            let idx: [__m512i; 2] = std::array::from_fn(|h| {
+                let v: [i32; 16] = std::array::from_fn(|j| (rows[16 * h + j] * w_rs) as i32);
+                _mm512_loadu_si512(v.as_ptr() as *const _)
+            });
+            for kk in 0..depth {
+                let base = w.add(kk);
+                for (h, ix) in idx.iter().enumerate() {
+                    let v = _mm512_i32gather_ps::<4>(*ix, base);
+                    _mm512_storeu_ps(dst.add(kk * 32 + 16 * h), v);
+                }
+            }
+        } else {
+            let (w, dst) = (w as *const f64, dst as *mut f64);
+            let idx: [__m256i; 2] = std::array::from_fn(|h| {
+                let v: [i32; 8] = std::array::from_fn(|j| (rows[8 * h + j] * w_rs) as i32);
+                _mm256_loadu_si256(v.as_ptr() as *const _)
+            });
+            for kk in 0..depth {
+                let base = w.add(kk);
+                for (h, ix) in idx.iter().enumerate() {
+                    let v = _mm512_i32gather_pd::<8>(*ix, base);
+                    _mm512_storeu_pd(dst.add(kk * 16 + 8 * h), v);
+                }
+            }
+        }
+    }
 
     pub(super) use avx2_f32::run as f32_avx2;
     pub(super) use avx2_f64::run as f64_avx2;
@@ -632,11 +786,32 @@ mod tests {
             };
             for path in PATHS.into_iter().filter(|p| p.supported()) {
                 for accumulate in [false, true] {
-                    for axpy in [false, true] {
+                    for mode in 0..3 {
+                        let axpy = mode > 0;
                         let out_rs = 104;
                         let mut out = vec![F::ONE; rows * out_rs];
                         unsafe {
-                            if axpy {
+                            if mode == 2 {
+                                // Weight rows = columns of the transposed view, packed.
+                                let groups: Vec<(usize, usize, usize)> =
+                                    segs.iter().map(|g| (g.out_col, g.w_start, g.width)).collect();
+                                let (panel, psegs) = pack_rows(path, &w, depth, depth, &groups);
+                                let tw = tile_width::<F>();
+                                axpy_cols(
+                                    path,
+                                    rows,
+                                    depth,
+                                    lhs.as_ptr(),
+                                    depth,
+                                    panel.as_ptr(),
+                                    tw,
+                                    depth * tw,
+                                    &psegs,
+                                    out.as_mut_ptr(),
+                                    out_rs,
+                                    accumulate,
+                                );
+                            } else if axpy {
                                 axpy_cols(
                                     path,
                                     rows,
@@ -645,6 +820,7 @@ mod tests {
                                     depth,
                                     wt.as_ptr(),
                                     ncols + 3,
+                                    tile_width::<F>(),
                                     &segs,
                                     out.as_mut_ptr(),
                                     out_rs,
@@ -696,5 +872,102 @@ mod tests {
     #[test]
     fn step_products_match_naive_f64() {
         check::<f64>(1e-12);
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+    use std::time::Instant;
+
+    /// `cargo test --release -p lstm-core speed -- --ignored --nocapture`: single-thread GFLOP/s.
+    #[test]
+    #[ignore]
+    fn report_step_kernel_speed() {
+        let path = KernelPath::detect();
+        for &(rows, depth, ncols) in &[
+            (1usize, 512usize, 1024usize),
+            (4, 512, 1024),
+            (16, 512, 1024),
+            (32, 1024, 2048),
+            (32, 256, 512),
+            (8, 256, 128),
+            (16, 256, 128),
+            (8, 64, 64),
+            (1, 256, 128),
+        ] {
+            let w: Vec<f32> = (0..ncols * depth).map(|i| (i % 7) as f32 * 0.01).collect();
+            let lhs: Vec<f32> = (0..rows * depth).map(|i| (i % 5) as f32 * 0.01).collect();
+            let mut out = vec![0f32; rows * ncols];
+            let segs = [Segment { out_col: 0, width: ncols, w_start: 0 }];
+            let reps = 200;
+            let t = Instant::now();
+            for _ in 0..reps {
+                unsafe {
+                    dot_rows(
+                        path,
+                        rows,
+                        depth,
+                        lhs.as_ptr(),
+                        depth,
+                        w.as_ptr(),
+                        depth,
+                        &segs,
+                        out.as_mut_ptr(),
+                        ncols,
+                        true,
+                    )
+                };
+            }
+            let dot = t.elapsed().as_secs_f64() / reps as f64;
+            let t = Instant::now();
+            for _ in 0..reps {
+                unsafe {
+                    axpy_cols(
+                        path,
+                        rows,
+                        depth,
+                        lhs.as_ptr(),
+                        depth,
+                        w.as_ptr(),
+                        ncols,
+                        32,
+                        &segs,
+                        out.as_mut_ptr(),
+                        ncols,
+                        true,
+                    )
+                };
+            }
+            let axpy_strided = t.elapsed().as_secs_f64() / reps as f64;
+            let (panel, psegs) = pack_rows(path, &w, depth, depth, &[(0, 0, ncols)]);
+            let t = Instant::now();
+            for _ in 0..reps {
+                unsafe {
+                    axpy_cols(
+                        path,
+                        rows,
+                        depth,
+                        lhs.as_ptr(),
+                        depth,
+                        panel.as_ptr(),
+                        32,
+                        depth * 32,
+                        &psegs,
+                        out.as_mut_ptr(),
+                        ncols,
+                        true,
+                    )
+                };
+            }
+            let axpy = t.elapsed().as_secs_f64() / reps as f64;
+            let fl = 2.0 * (rows * depth * ncols) as f64;
+            let t = Instant::now();
+            for _ in 0..reps {
+                std::hint::black_box(pack_rows(path, &w, depth, depth, &[(0, 0, ncols)]));
+            }
+            let pack = t.elapsed().as_secs_f64() / reps as f64;
+            println!("rows {rows} depth {depth} cols {ncols}: dot {:.1} GF/s, axpy strided {:.1} GF/s, packed {:.1} GF/s, pack {:.1} GB/s", fl / dot / 1e9, fl / axpy_strided / 1e9, fl / axpy / 1e9, (ncols * depth * 4) as f64 / pack / 1e9);
+        }
     }
 }

@@ -172,6 +172,8 @@ fn configs() -> Vec<Config> {
             lengths: Some(vec![5, 1, 2, 3, 4, 5, 5, 2, 1]),
             ..base.clone()
         },
+        // Enough rows for the transposed-panel step kernel.
+        Config { t: 48, b: 44, h: 36, dirs: 2, lengths: Some((0..44).map(|k| 48 - k).collect()), ..base.clone() },
         // Larger than the packed-kernel batch limit: the per-step GEMM path.
         Config { b: 66, h: 20, dirs: 2, peep: true, lengths: Some((0..66).map(|k| 1 + k % 5).collect()), ..base },
     ]
@@ -235,7 +237,8 @@ fn backward_matches_finite_differences() {
                 cfg.dirs
             );
         };
-        for k in (0..x.len()).step_by(7) {
+        // Probe about 150 entries of each array: enough to catch any indexing mistake.
+        for k in (0..x.len()).step_by((x.len() / 150).max(7)) {
             let v = x[k];
             x[k] = v + eps;
             let lp = loss(&ps, &x);
@@ -247,7 +250,7 @@ fn backward_matches_finite_differences() {
         for d in 0..cfg.dirs {
             let mut probe = |sel: &dyn Fn(&mut Params) -> &mut Vec<f64>, analytic: &[f64], name: &str| {
                 let n = sel(&mut ps).len();
-                for k in (0..n).step_by(5) {
+                for k in (0..n).step_by((n / 150).max(5)) {
                     let v = sel(&mut ps)[k];
                     sel(&mut ps)[k] = v + eps;
                     let lp = loss(&ps, &x);
