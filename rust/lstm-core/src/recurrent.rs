@@ -517,6 +517,8 @@ mod x86 {
             /// `sums[r][q] = Σ_k lhs[r][k] · w[q][k]` for `R` input rows and `J` weight rows:
             /// `R·J` independent accumulators; at the end one shuffle tree reduces a full register
             /// file of them at once (`R·J == $full`), else one horizontal sum each.
+            // `$full` is 0 for kernels without a reduction tree: that branch is then dead.
+            #[allow(clippy::reversed_empty_ranges)]
             #[target_feature(enable = $feat)]
             unsafe fn block<const R: usize, const J: usize>(
                 k: usize,
