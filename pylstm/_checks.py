@@ -47,15 +47,16 @@ def array(name: str, value: Any, dtype: np.dtype, shape: Sequence[int | None] | 
 
 def expect_shape(name: str, arr: np.ndarray, shape: Sequence[int | None], dims: str = "") -> None:
     """Raise ``ShapeError`` unless ``arr.shape`` matches ``shape``."""
+    if len(arr.shape) == len(shape) and all(e is None or g == e
+                                            for g, e in zip(arr.shape, shape, strict=True)):
+        return
     want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
     if dims:
         want += f" ({dims})"
     if arr.ndim != len(shape):
         raise ShapeError(f"{name}: expected {len(shape)} dimensions {want}, "
                          f"got shape {list(arr.shape)}")
-    for got, exp in zip(arr.shape, shape, strict=True):
-        if exp is not None and got != exp:
-            raise ShapeError(f"{name}: expected shape {want}, got {list(arr.shape)}")
+    raise ShapeError(f"{name}: expected shape {want}, got {list(arr.shape)}")
 
 
 def lengths(name: str, value: Any, batch: int, steps: int) -> list[int]:

@@ -5,8 +5,13 @@ consumption and defaults, clip applied to each gate's input, ``input_forget`` as
 
 from __future__ import annotations
 
+import os
 import types
 import zlib
+
+# The engine keeps small problems on the calling thread; the tests use small problems, so make
+# every call go through the thread pool (the multi-threaded paths are what needs testing).
+os.environ.setdefault("PYLSTM_INLINE_WORK", "0")
 
 import numpy as np
 import pytest

@@ -259,6 +259,10 @@ def get_backend(
         bname, provs, _ = current_selection()
         if providers is not None:
             provs = _normalise_providers(providers)
+    if bname == DEFAULT_BACKEND and not provs:
+        # The built-in engine always wins its name (built-ins register first), so the common
+        # case skips the plugin registry: this runs on every forward call.
+        return _RUST
     return _configure(_lookup(bname), provs)
 
 
@@ -386,3 +390,12 @@ def _lookup(name: str) -> Backend:
         known = ", ".join(sorted(reg)) or "none"
         raise backend_error(f"backend: unknown backend {name!r} (registered: {known})")
     return reg[name][0]
+
+
+def _builtin_rust() -> Backend:
+    from pylstm.backends.rust_backend import RustBackend
+
+    return RustBackend()
+
+
+_RUST: Backend = _builtin_rust()

@@ -306,7 +306,8 @@ pub fn layer_forward<F: Real>(
         check_len("initial_c", nd * b * h, v.len())?;
     }
     let path = active_kernel();
-    with_pool(|threads| forward_in_pool(path, threads, shape, dirs, sched, x, h0, c0, keep_tape))
+    let work = sched.steps * b * 4 * h * (shape.input + p) * nd;
+    with_pool(work, |threads| forward_in_pool(path, threads, shape, dirs, sched, x, h0, c0, keep_tape))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -332,15 +333,12 @@ fn forward_in_pool<F: Real>(
         .enumerate()
         .map(|(d, dp)| {
             let xs = (!sched.identity(dp.reverse)).then(|| gather_steps(sched, x, i, dp.reverse));
-            let mut gates = vec![F::ZERO; s_len * b * g];
-            if let Some(bias) = dp.bias {
-                for row in gates.chunks_exact_mut(g) {
-                    row.copy_from_slice(bias);
-                }
-            }
+            // Every element is written by the projection below (the bias is added per step,
+            // while the rows are hot), so the buffer skips zeroing 4H values per row and step.
+            let mut gates = alloc_for_overwrite::<F>(s_len * b * g);
             let lhs = xs.as_deref().unwrap_or(x);
             // SAFETY: gates is [S*B, 4H]; lhs holds at least S*B rows of I; W is [4H, I].
-            unsafe { project_inputs(path, threads, s_len * b, i, g, lhs, dp.w, &mut gates, dp.bias.is_some()) };
+            unsafe { project_inputs(path, threads, s_len * b, i, g, lhs, dp.w, &mut gates, false) };
             let mut c = vec![F::ZERO; (s_len + 1) * b * h];
             let mut hs = vec![F::ZERO; (s_len + 1) * b * p];
             for (row, &orig) in sched.perm.iter().enumerate() {
@@ -397,6 +395,17 @@ fn forward_in_pool<F: Real>(
     }
     let tape = keep_tape.then(|| LayerTape { sched: sched.clone(), dirs: tapes });
     LayerOutput { y, hn, cn, tape }
+}
+
+/// A buffer whose every element the caller writes before reading any.
+fn alloc_for_overwrite<F: Real>(n: usize) -> Vec<F> {
+    let mut v: Vec<std::mem::MaybeUninit<F>> = Vec::with_capacity(n);
+    // SAFETY: `MaybeUninit` needs no initialisation.
+    unsafe { v.set_len(n) };
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: `MaybeUninit<F>` and `F` share their layout, and the caller overwrites every
+    // element (through raw pointers) before it is read.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut F, n, v.capacity()) }
 }
 
 /// `out[rows, 4H] (+)= lhs[rows, I] · W^T`: one GEMM for many rows; for up to 64 rows
@@ -537,6 +546,17 @@ fn forward_steps<F: Real>(
             let gates_s = bufs.gates.at(s * b * g);
             let hprev = bufs.h.at(s * b * p) as *const F;
             if w > 0 {
+                if let Some(bias) = dp.bias {
+                    for row in 0..n {
+                        for blk in 0..4 {
+                            let col = blk * h + u0;
+                            let z = bufs.gates.slice((s * b + row) * g + col, w);
+                            for (v, &bv) in z.iter_mut().zip(&bias[col..col + w]) {
+                                *v += bv;
+                            }
+                        }
+                    }
+                }
                 if strategy == StepProduct::Dot {
                     dot_rows(path, n, p, hprev, p, dp.r.as_ptr(), p, &segs, gates_s, g, true);
                 } else if strategy == StepProduct::Panel {
@@ -633,7 +653,8 @@ pub fn layer_backward<F: Real>(
         check_len("dY_c", nd * b * h, v.len())?;
     }
     let path = active_kernel();
-    with_pool(|threads| backward_in_pool(path, threads, shape, dirs, tape, x, dy, dhn, dcn))
+    let work = 2 * sched.steps * b * 4 * h * (shape.input + p) * nd;
+    with_pool(work, |threads| backward_in_pool(path, threads, shape, dirs, tape, x, dy, dhn, dcn))
 }
 
 #[derive(Clone, Copy)]

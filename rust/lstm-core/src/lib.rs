@@ -29,7 +29,7 @@ pub use layer::{
 pub use network::{network_backward, network_forward, NetworkGrads, NetworkOutput, NetworkTape};
 pub use real::Real;
 pub use schedule::Schedule;
-pub use threads::{num_threads, reset_after_fork, set_num_threads};
+pub use threads::{num_threads, reset_after_fork, set_inline_work, set_num_threads};
 
 #[cfg(test)]
 mod tests;

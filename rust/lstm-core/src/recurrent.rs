@@ -250,30 +250,27 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
             while r0 < rows {
                 let nr = (rows - r0).min(ROW_BLOCK);
                 let lhs_rows: [*const F; ROW_BLOCK] = std::array::from_fn(|r| lhs.add((r0 + r.min(nr - 1)) * lhs_rs));
-                // Accumulators go through a small buffer so partial tiles need no masked stores.
-                let mut acc = [[F::ZERO; 32]; ROW_BLOCK];
-                if accumulate {
-                    for (r, row) in acc.iter_mut().enumerate().take(nr) {
-                        let o = out.add((r0 + r) * out_rs + seg.out_col + tile * tw);
-                        std::ptr::copy_nonoverlapping(o, row.as_mut_ptr(), cols);
-                    }
-                }
+                let out_rows: [*mut F; ROW_BLOCK] =
+                    std::array::from_fn(|r| out.add((r0 + r.min(nr - 1)) * out_rs + seg.out_col + tile * tw));
                 if cols == tw {
-                    tile_product(path, nr, depth, &lhs_rows, wt, w_rs, &mut acc);
+                    // Full tile: the kernel keeps the accumulators in registers, loading and
+                    // storing the output rows directly.
+                    tile_product(path, nr, depth, &lhs_rows, wt, w_rs, &out_rows, accumulate);
                 } else {
-                    // A partial tile would read past the slice: plain loop.
-                    for kk in 0..depth {
-                        for (r, row) in acc.iter_mut().enumerate().take(nr) {
+                    // A partial tile would read past the slice: plain loop into a buffer.
+                    let mut acc = [[F::ZERO; 32]; ROW_BLOCK];
+                    for (r, row) in acc.iter_mut().enumerate().take(nr) {
+                        if accumulate {
+                            std::ptr::copy_nonoverlapping(out_rows[r], row.as_mut_ptr(), cols);
+                        }
+                        for kk in 0..depth {
                             let hv = *lhs_rows[r].add(kk);
                             for (j, a) in row.iter_mut().enumerate().take(cols) {
                                 *a += hv * *wt.add(kk * w_rs + j);
                             }
                         }
+                        std::ptr::copy_nonoverlapping(row.as_ptr(), out_rows[r], cols);
                     }
-                }
-                for (r, row) in acc.iter().enumerate().take(nr) {
-                    let o = out.add((r0 + r) * out_rs + seg.out_col + tile * tw);
-                    std::ptr::copy_nonoverlapping(row.as_ptr(), o, cols);
                 }
                 r0 += nr;
             }
@@ -281,7 +278,9 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
     }
 }
 
-/// `acc[r][..tw] += Σ_k lhs[r][k] · w[k][..tw]` for `nr` rows, on the fastest path.
+/// `out[r][..T] (+)= Σ_k lhs[r][k] · w[k * w_rs..][..T]` for `nr` rows (a full tile of `T`
+/// columns at each `out[r]`), on the fastest path.
+#[allow(clippy::too_many_arguments)]
 #[inline]
 unsafe fn tile_product<F: Real>(
     path: KernelPath,
@@ -290,7 +289,8 @@ unsafe fn tile_product<F: Real>(
     lhs: &[*const F; ROW_BLOCK],
     w: *const F,
     w_rs: usize,
-    acc: &mut [[F; 32]; ROW_BLOCK],
+    out: &[*mut F; ROW_BLOCK],
+    accumulate: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -302,26 +302,18 @@ unsafe fn tile_product<F: Real>(
         if let Some(wide) = simd {
             // SAFETY: `Real` is sealed to f32 and f64, so the casts reinterpret the same type.
             if F::IS_F32 {
-                let (l, w, a) = (
-                    lhs.map(|p| p as *const f32),
-                    w as *const f32,
-                    &mut *(acc as *mut _ as *mut [[f32; 32]; ROW_BLOCK]),
-                );
+                let (l, w, o) = (lhs.map(|p| p as *const f32), w as *const f32, out.map(|p| p as *mut f32));
                 if wide {
-                    x86::f32_avx512(nr, k, &l, w, w_rs, a)
+                    x86::f32_avx512(nr, k, &l, w, w_rs, &o, accumulate)
                 } else {
-                    x86::f32_avx2(nr, k, &l, w, w_rs, a)
+                    x86::f32_avx2(nr, k, &l, w, w_rs, &o, accumulate)
                 }
             } else {
-                let (l, w, a) = (
-                    lhs.map(|p| p as *const f64),
-                    w as *const f64,
-                    &mut *(acc as *mut _ as *mut [[f64; 32]; ROW_BLOCK]),
-                );
+                let (l, w, o) = (lhs.map(|p| p as *const f64), w as *const f64, out.map(|p| p as *mut f64));
                 if wide {
-                    x86::f64_avx512(nr, k, &l, w, w_rs, a)
+                    x86::f64_avx512(nr, k, &l, w, w_rs, &o, accumulate)
                 } else {
-                    x86::f64_avx2(nr, k, &l, w, w_rs, a)
+                    x86::f64_avx2(nr, k, &l, w, w_rs, &o, accumulate)
                 }
             }
             return;
@@ -329,13 +321,18 @@ unsafe fn tile_product<F: Real>(
     }
     let _ = path;
     let tw = tile_width::<F>();
-    for kk in 0..k {
-        for (row, l) in acc.iter_mut().zip(lhs).take(nr) {
+    for (&l, &o) in lhs.iter().zip(out).take(nr) {
+        let mut acc = [F::ZERO; 32];
+        if accumulate {
+            std::ptr::copy_nonoverlapping(o, acc.as_mut_ptr(), tw);
+        }
+        for kk in 0..k {
             let hv = *l.add(kk);
-            for (j, a) in row.iter_mut().enumerate().take(tw) {
+            for (j, a) in acc.iter_mut().enumerate().take(tw) {
                 *a += hv * *w.add(kk * w_rs + j);
             }
         }
+        std::ptr::copy_nonoverlapping(acc.as_ptr(), o, tw);
     }
 }
 
@@ -354,12 +351,15 @@ mod x86 {
                 lhs: &[*const $t],
                 w: *const $t,
                 w_rs: usize,
-                acc_io: &mut [[$t; 32]],
+                out: &[*mut $t],
+                accumulate: bool,
             ) {
                 let mut acc: [[[$v; $nv]; R]; U] = [[[$zero(); $nv]; R]; U];
                 for r in 0..R {
                     for q in 0..$nv {
-                        acc[0][r][q] = $loadu(acc_io[r].as_ptr().add(q * $lanes));
+                        if accumulate {
+                            acc[0][r][q] = $loadu(out[r].add(q * $lanes));
+                        }
                     }
                 }
                 let step = w_rs;
@@ -402,7 +402,7 @@ mod x86 {
                 }
                 for r in 0..R {
                     for q in 0..$nv {
-                        $storeu(acc_io[r].as_mut_ptr().add(q * $lanes), acc[0][r][q]);
+                        $storeu(out[r].add(q * $lanes), acc[0][r][q]);
                     }
                 }
             }
@@ -416,21 +416,22 @@ mod x86 {
                 lhs: &[*const $t; 8],
                 w: *const $t,
                 w_rs: usize,
-                acc: &mut [[$t; 32]; 8],
+                out: &[*mut $t; 8],
+                accumulate: bool,
             ) {
                 let mut r0 = 0;
                 while r0 < nr {
                     let n = (nr - r0).min($maxr);
-                    let (l, a) = (&lhs[r0..], &mut acc[r0..]);
+                    let (l, o) = (&lhs[r0..], &out[r0..]);
                     match n {
-                        1 => block::<1, { 8 / $nv }>(k, l, w, w_rs, a),
-                        2 => block::<2, { 8 / (2 * $nv) + (2 * $nv > 8) as usize }>(k, l, w, w_rs, a),
-                        3 => block::<3, 1>(k, l, w, w_rs, a),
-                        4 => block::<4, 1>(k, l, w, w_rs, a),
-                        5 => block::<5, 1>(k, l, w, w_rs, a),
-                        6 => block::<6, 1>(k, l, w, w_rs, a),
-                        7 => block::<7, 1>(k, l, w, w_rs, a),
-                        _ => block::<8, 1>(k, l, w, w_rs, a),
+                        1 => block::<1, { 8 / $nv }>(k, l, w, w_rs, o, accumulate),
+                        2 => block::<2, { 8 / (2 * $nv) + (2 * $nv > 8) as usize }>(k, l, w, w_rs, o, accumulate),
+                        3 => block::<3, 1>(k, l, w, w_rs, o, accumulate),
+                        4 => block::<4, 1>(k, l, w, w_rs, o, accumulate),
+                        5 => block::<5, 1>(k, l, w, w_rs, o, accumulate),
+                        6 => block::<6, 1>(k, l, w, w_rs, o, accumulate),
+                        7 => block::<7, 1>(k, l, w, w_rs, o, accumulate),
+                        _ => block::<8, 1>(k, l, w, w_rs, o, accumulate),
                     }
                     r0 += n;
                 }

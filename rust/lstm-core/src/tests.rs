@@ -6,7 +6,7 @@ use crate::kernel::CellOps;
 use crate::layer::{layer_backward, layer_forward, DirParams, GateOrder, LayerShape};
 use crate::network::{network_backward, network_forward};
 use crate::schedule::Schedule;
-use crate::threads::set_num_threads;
+use crate::threads::{set_inline_work, set_num_threads};
 
 struct Rng(u64);
 impl Rng {
@@ -191,6 +191,8 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn forward_matches_naive_reference_with_one_and_two_threads() {
+    // Small problems normally stay on the caller's thread: force the pool here.
+    set_inline_work(0);
     let mut rng = Rng(0x9e3779b97f4a7c15);
     for cfg in configs() {
         let ps = params(&cfg, &mut rng);

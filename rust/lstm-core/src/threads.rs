@@ -103,12 +103,30 @@ fn pool(s: &PoolState) -> Result<Arc<rayon::ThreadPool>> {
     Ok(p)
 }
 
-/// Runs `f` inside the engine's pool with exclusive use of it. Panics inside are caught and
-/// returned as [`LstmError::Internal`].
-pub(crate) fn with_pool<R: Send>(f: impl FnOnce(usize) -> R + Send) -> Result<R> {
+/// Below this many multiply-adds a call runs on the caller's thread: waking pool threads
+/// costs tens of microseconds, more than such a call's whole work (a single decoding step).
+/// `PYLSTM_INLINE_WORK` overrides it (0 always uses the pool, as the thread tests do).
+static INLINE_WORK: OnceLock<AtomicUsize> = OnceLock::new();
+
+fn inline_work() -> &'static AtomicUsize {
+    INLINE_WORK.get_or_init(|| {
+        let v = std::env::var("PYLSTM_INLINE_WORK").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(1 << 20);
+        AtomicUsize::new(v)
+    })
+}
+
+/// Sets the work (multiply-adds) below which calls stay on the caller's thread.
+pub fn set_inline_work(n: usize) {
+    inline_work().store(n, Ordering::Relaxed);
+}
+
+/// Runs `f` inside the engine's pool with exclusive use of it, or on the calling thread when
+/// `work` (multiply-adds) is below the inline threshold ([`set_inline_work`]). Panics inside are caught and returned as
+/// [`LstmError::Internal`].
+pub(crate) fn with_pool<R: Send>(work: usize, f: impl FnOnce(usize) -> R + Send) -> Result<R> {
     let s = state();
     let _guard = s.run_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let n = s.threads.load(Ordering::SeqCst);
+    let n = if work < inline_work().load(Ordering::Relaxed) { 1 } else { s.threads.load(Ordering::SeqCst) };
     let out = if n <= 1 {
         catch_unwind(AssertUnwindSafe(|| f(1)))
     } else {
@@ -321,7 +339,7 @@ mod tests {
     fn barrier_orders_phases() {
         let n = 2;
         let counter = AtomicUsize::new(0);
-        with_pool(|threads| {
+        with_pool(usize::MAX, |threads| {
             let team = threads.min(n);
             let bar = SpinBarrier::new(team);
             broadcast(team, |_| {
