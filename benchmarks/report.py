@@ -139,6 +139,31 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(rows: list[Row], targets: list[dict], meta: dict[str, Any]) -> str:
+    """The table and the targets as Markdown (for the README)."""
+    header, cells = table_rows(rows)
+    peak = meta.get("gemm_peak", {})
+    lines = [
+        f"Measured {meta.get('started', '')} on {meta.get('cpu', 'this machine')} "
+        f"({meta.get('cpu_count', '?')} CPUs), {meta.get('threads')} threads for every "
+        f"contender; float32 GEMM peak {peak.get('gflops', float('nan')):.0f} GFLOP/s "
+        f"({peak.get('source', '')}); load average {meta.get('loadavg_start')}.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    lines += ["| " + " | ".join(c) + " |" for c in cells]
+    lines += ["", "| target | met | measured |", "|---|---|---|"]
+    for t in targets:
+        if t["met"] is None:
+            lines.append(f"| {t['target']} | n/a | {t['note']} |")
+            continue
+        val = (f"{100 * t['value']:.0f}%" if t["unit"] == "of peak" else f"{t['value']:.2f}x")
+        lines.append(f"| {t['target']} | {'yes' if t['met'] else 'no'} | {t['statistic']} "
+                     f"{val} (worst {t['worst']['id']}) |")
+    return "\n".join(lines)
+
+
 def format_targets(targets: list[dict]) -> str:
     """One line per target: met / not met, the measured value and its ratio to the threshold."""
     lines = []

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of timing per row before stopping past the minimum repeats")
     p.add_argument("--list", action="store_true", help="list the case ids and exit")
     p.add_argument("--plain", action="store_true", help="plain-text table even if rich exists")
+    p.add_argument("--markdown", default=None, metavar="PATH",
+                   help="also write the table and targets as Markdown")
     p.add_argument("--seed", type=int, default=0, help="random seed for weights and inputs")
     return p
 
@@ -218,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(data)
         print(f"JSON: {path}")
+    if args.markdown:
+        Path(args.markdown).write_text(report.format_markdown(result["rows"], result["targets"],
+                                                              result["meta"]) + "\n")
     return 1 if result["errors"] else 0
 
 
