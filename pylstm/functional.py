@@ -178,7 +178,7 @@ def _validate(X, W, R, B, sequence_lens, initial_h, initial_c, P, hidden_size, d
         B = _checks.array("B", B, dtype, (nd, 8 * h), "num_directions, 8*hidden_size")
     if P is not None:
         P = _checks.array("P", P, dtype, (nd, 3 * h), "num_directions, 3*hidden_size")
-    states = {}
+    states: dict[str, np.ndarray | None] = {}
     for name, val in (("initial_h", initial_h), ("initial_c", initial_c)):
         if val is not None:
             shape = (batch, nd, h) if layout else (nd, batch, h)

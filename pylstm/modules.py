@@ -349,7 +349,7 @@ class LSTM(_ParamModule):
                 arr = _checks.array("dy", _to_numpy(dy), self.dtype, (tape.out_steps, b, nd * p))
             dyc = np.zeros((t, b, nd * p), self.dtype)
             dyc[:tape.out_steps] = arr
-        states = []
+        states: list[np.ndarray | None] = []
         for name, val, size in (("dh_n", dh_n, p), ("dc_n", dc_n, h)):
             if val is None:
                 states.append(None)

@@ -35,6 +35,7 @@ import contextlib
 import contextvars
 import os
 import threading
+import types
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -309,6 +310,7 @@ _cache_key: Any = None
 
 def _plugin_manager() -> Any:
     """The pylstm plugin manager (``pylstm.plugins``), or a private one with the built-ins."""
+    plugins: types.ModuleType | None
     try:
         from pylstm import plugins
     except ImportError:

@@ -318,6 +318,7 @@ class OnnxRuntimeBackend:
             if unbatched:
                 x = x[None]
                 if h0 is not None:
+                    assert c0 is not None  # set together with h0
                     h0, c0 = h0[None], c0[None]
             feeds = {"input": x}
             if h0 is not None:
@@ -331,6 +332,7 @@ class OnnxRuntimeBackend:
         if unbatched:
             x = x[:, None] if not spec.batch_first else x[None]
             if h0 is not None:
+                assert c0 is not None  # set together with h0
                 h0, c0 = h0[:, None], c0[:, None]
         feeds = {"input": x}
         if h0 is not None:
@@ -395,7 +397,7 @@ def _params_key(module: Any, params: dict[str, np.ndarray]) -> tuple:
     if version is None:
         crc = 0
         for _k, v in sorted(params.items()):
-            crc = zlib.crc32(np.ascontiguousarray(v).view(np.uint8).reshape(-1), crc)
+            crc = zlib.crc32(np.ascontiguousarray(v).view(np.uint8).reshape(-1).data, crc)
         version = ("crc32", crc)
     return (version, ident)
 

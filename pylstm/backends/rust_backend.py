@@ -59,7 +59,7 @@ class RustBackend:
             desc += f" ({', '.join(extras)})"
         return [desc]
 
-    def lstm(self, **onnx_args: Any) -> tuple[np.ndarray, ...]:
+    def lstm(self, **onnx_args: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Run ``pylstm.functional.lstm`` on the Rust core."""
         from pylstm import functional
 

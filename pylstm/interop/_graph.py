@@ -246,7 +246,7 @@ def build_module_model(
         graph_outputs.append(h.make_tensor_value_info("h", et, ["batch", H]))
         graph_outputs.append(h.make_tensor_value_info("c", et, ["batch", H]))
     else:
-        in_shape = ["batch", "seq", spec.input_size] if spec.batch_first else [
+        in_shape: list[str | int] = ["batch", "seq", spec.input_size] if spec.batch_first else [
             "seq", "batch", spec.input_size]
         graph_inputs.append(h.make_tensor_value_info("input", et, in_shape))
         x = "input"
@@ -278,7 +278,8 @@ def build_module_model(
             g.node("Identity", [x], outputs=["output"])
         g.node("Concat", yhs, outputs=["h_n"], axis=0)
         g.node("Concat", ycs, outputs=["c_n"], axis=0)
-        out_shape = ["batch", "seq", D * P] if spec.batch_first else ["seq", "batch", D * P]
+        out_shape: list[str | int] = (
+            ["batch", "seq", D * P] if spec.batch_first else ["seq", "batch", D * P])
         graph_outputs.append(h.make_tensor_value_info("output", et, out_shape))
         graph_outputs.append(h.make_tensor_value_info("h_n", et, [L * D, "batch", P]))
         graph_outputs.append(h.make_tensor_value_info("c_n", et, [L * D, "batch", H]))
@@ -370,6 +371,7 @@ def _scan_direction(
         w_hr_t = g.node("Transpose", [w_hr], perm=[1, 0], name="w_hr_t" + sfx)
     # initial states [B, P] / [B, H]
     if h0 is not None:
+        assert c0 is not None  # h0 and c0 are always given together
         idx = g.const(np.asarray(d, np.int64), "dir")
         h_init = g.node("Gather", [h0, idx], axis=0)
         c_init = g.node("Gather", [c0, idx], axis=0)

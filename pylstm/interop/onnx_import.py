@@ -24,7 +24,7 @@ import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -121,7 +121,8 @@ def _eval_node(node: Any, inputs: list[np.ndarray | None], opset: int) -> list[n
                 opset_imports=[helper.make_opsetid("", opset)],
             )
         )
-        return ev.run(None, {})
+        # run() returns a list unless intermediate=True
+        return cast("list[np.ndarray]", ev.run(None, {}))
     in_names = [f"in{k}" if v is not None else "" for k, v in enumerate(inputs)]
     n2 = helper.make_node(node.op_type, in_names, [f"out{k}" for k in range(len(node.output))],
                           domain=node.domain)
@@ -132,7 +133,8 @@ def _eval_node(node: Any, inputs: list[np.ndarray | None], opset: int) -> list[n
         [helper.make_value_info(f"out{k}", helper.TypeProto()) for k in range(len(node.output))],
     )
     ev = ReferenceEvaluator(helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)]))
-    return ev.run(None, {n: v for n, v in zip(in_names, inputs, strict=True) if n})
+    return cast("list[np.ndarray]",
+                ev.run(None, {n: v for n, v in zip(in_names, inputs, strict=True) if n}))
 
 
 def _load(path_or_model: Any) -> Any:
@@ -311,20 +313,20 @@ def _read_lstm_nodes(model: Any) -> LstmGraphInfo:
             )
 
     # -- each LSTM node
-    layers = []
+    layers: list[tuple[Any, int, int, np.ndarray, np.ndarray, np.ndarray | None]] = []
     for n in lstms:
         a = _attrs(n)
         reasons = []
         acts = a.get("activations")
-        d = str(a.get("direction", "forward"))
-        nd = 2 if d == "bidirectional" else 1
+        direction = str(a.get("direction", "forward"))
+        nd = 2 if direction == "bidirectional" else 1
         if acts is not None and tuple(x.lower() for x in acts) != _DEFAULT_ACTIVATIONS * nd:
             reasons.append(f"activations={list(acts)} (only Sigmoid, Tanh, Tanh map)")
         if a.get("clip") is not None:
             reasons.append(f"clip={a['clip']}")
         if int(a.get("input_forget", 0)):
             reasons.append("input_forget=1")
-        if d == "reverse":
+        if direction == "reverse":
             reasons.append("direction='reverse' (torch.nn.LSTM has no reverse-only layer)")
         ins = list(n.input) + [""] * (8 - len(n.input))
         W, R = consts.get(ins[1]), consts.get(ins[2])
@@ -345,7 +347,8 @@ def _read_lstm_nodes(model: Any) -> LstmGraphInfo:
         if reasons:
             problems.append(f"{_describe(n)}: " + "; ".join(reasons))
             continue
-        H = int(a.get("hidden_size", R.shape[-1]))
+        assert W is not None and R is not None  # otherwise a reason was recorded
+        H = int(a.get("hidden_size", int(R.shape[-1])))
         layers.append((n, nd, H, W, R, B))
 
     if problems:
@@ -392,7 +395,7 @@ def _trace_back(name: str, producers: dict[str, Any], allowed: set[str]
                 ) -> tuple[str, list[Any], bool]:
     """Follow ``name`` back through ``allowed`` ops (first input). Returns (the tensor where it
     stopped, the glue nodes passed, whether it stopped at a graph input or another LSTM)."""
-    path = []
+    path: list[Any] = []
     seen = 0
     while seen < 1000:
         seen += 1
@@ -444,6 +447,7 @@ def import_lstm(path_or_model: Any, *, dtype: Any = None) -> Any:
     cfg = info.config
     dt = np.dtype(dtype) if dtype is not None else np.dtype(cfg["dtype"])
     sd = {k: np.ascontiguousarray(v, dtype=dt) for k, v in info.state_dict.items()}
+    module: pylstm.LSTMCell | pylstm.LSTM
     if cfg["kind"] == "cell":
         module = pylstm.LSTMCell(cfg["input_size"], cfg["hidden_size"], bias=cfg["bias"],
                                  dtype=dt)
