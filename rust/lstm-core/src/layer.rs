@@ -15,7 +15,7 @@
 use crate::error::{check_len, LstmError, Result};
 use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
 use crate::real::Real;
-use crate::recurrent::{axpy_cols, dot_rows, pack_cols, pack_rows, tile_width, Segment};
+use crate::recurrent::{axpy_cols, dot_rows, pack_cols, pack_rows, reversed_blocks, tile_width, Segment};
 use crate::schedule::Schedule;
 use crate::threads::{broadcast, split_range, with_pool, SpinBarrier};
 
@@ -333,13 +333,17 @@ fn forward_in_pool<F: Real>(
         .enumerate()
         .map(|(d, dp)| {
             let xs = (!sched.identity(dp.reverse)).then(|| gather_steps(sched, x, i, dp.reverse));
-            // Every element is written by the projection below (the bias is added per step,
-            // while the rows are hot), so the buffer skips zeroing 4H values per row and step.
+            // Every element is written by the projection below (the bias is added in the
+            // point-wise pass, where the rows are hot), so the buffer skips zeroing.
             let mut gates = alloc_for_overwrite::<F>(s_len * b * g);
             let lhs = xs.as_deref().unwrap_or(x);
             // SAFETY: gates is [S*B, 4H]; lhs holds at least S*B rows of I; W is [4H, I].
             unsafe { project_inputs(path, threads, s_len * b, i, g, lhs, dp.w, &mut gates, false) };
-            let mut c = vec![F::ZERO; (s_len + 1) * b * h];
+            // Inference keeps only the cell states of the current and previous step (a ring of
+            // two): each row's last state stays in slot `len % 2`, since ended rows are not
+            // written again.
+            let c_slots = if keep_tape { s_len + 1 } else { 2 };
+            let mut c = vec![F::ZERO; c_slots * b * h];
             let mut hs = vec![F::ZERO; (s_len + 1) * b * p];
             for (row, &orig) in sched.perm.iter().enumerate() {
                 if let Some(h0) = h0 {
@@ -362,7 +366,7 @@ fn forward_in_pool<F: Real>(
         .collect();
 
     let (team, concurrent) = team_plan(threads, nd, h, b);
-    let ptrs: Vec<FwdPtrs<F>> = tapes.iter_mut().map(FwdPtrs::of).collect();
+    let ptrs: Vec<FwdPtrs<F>> = tapes.iter_mut().map(|t| FwdPtrs::of(t, !keep_tape)).collect();
     if concurrent {
         let barriers: Vec<SpinBarrier> = (0..nd).map(|_| SpinBarrier::new(team)).collect();
         broadcast(nd * team, |w| {
@@ -376,21 +380,33 @@ fn forward_in_pool<F: Real>(
         }
     }
 
-    let mut y = vec![F::ZERO; t_len * b * nd * p];
-    let mut hn = vec![F::ZERO; nd * b * p];
-    let mut cn = vec![F::ZERO; nd * b * h];
-    for (d, (dp, tp)) in dirs.iter().zip(&tapes).enumerate() {
-        for s in 0..s_len {
-            for row in 0..sched.active[s] {
-                let t = sched.time_of(row, s, dp.reverse);
-                let dst = ((t * b + sched.perm[row]) * nd + d) * p;
-                y[dst..dst + p].copy_from_slice(&tp.h[((s + 1) * b + row) * p..][..p]);
+    // Y is zero past each sequence's end; when no sequence ends early every element is copied.
+    let full = sched.lens.iter().all(|&len| len == t_len);
+    let mut y = if full { alloc_for_overwrite::<F>(t_len * b * nd * p) } else { vec![F::ZERO; t_len * b * nd * p] };
+    let y_ptr = Ptr::of(&mut y);
+    let parts = threads.min(s_len).max(1);
+    let tapes_ref = &tapes;
+    broadcast(parts, |m| {
+        let (s0, s1) = split_range(s_len, parts, m, 1);
+        for (d, (dp, tp)) in dirs.iter().zip(tapes_ref).enumerate() {
+            for s in s0..s1 {
+                for row in 0..sched.active[s] {
+                    let t = sched.time_of(row, s, dp.reverse);
+                    // SAFETY: (t, row) pairs are distinct across steps, so parts write disjoint rows.
+                    let dst = unsafe { y_ptr.slice(((t * b + sched.perm[row]) * nd + d) * p, p) };
+                    dst.copy_from_slice(&tp.h[((s + 1) * b + row) * p..][..p]);
+                }
             }
         }
+    });
+    let mut hn = vec![F::ZERO; nd * b * p];
+    let mut cn = vec![F::ZERO; nd * b * h];
+    for (d, tp) in tapes.iter().enumerate() {
         for (row, &orig) in sched.perm.iter().enumerate() {
             let len = sched.lens[row];
             hn[(d * b + orig) * p..][..p].copy_from_slice(&tp.h[(len * b + row) * p..][..p]);
-            cn[(d * b + orig) * h..][..h].copy_from_slice(&tp.c[(len * b + row) * h..][..h]);
+            let slot = c_slot(!keep_tape, len);
+            cn[(d * b + orig) * h..][..h].copy_from_slice(&tp.c[(slot * b + row) * h..][..h]);
         }
     }
     let tape = keep_tape.then(|| LayerTape { sched: sched.clone(), dirs: tapes });
@@ -460,21 +476,33 @@ struct FwdPtrs<F> {
     gates: Ptr<F>,
     pre: Option<Ptr<F>>,
     c: Ptr<F>,
+    /// Whether `c` is a ring of two slots (inference) rather than one slot per step.
+    c_ring: bool,
     h: Ptr<F>,
     hc: Option<Ptr<F>>,
     r: Option<Ptr<F>>,
 }
 
 impl<F> FwdPtrs<F> {
-    fn of(t: &mut DirTape<F>) -> Self {
+    fn of(t: &mut DirTape<F>, c_ring: bool) -> Self {
         FwdPtrs {
             gates: Ptr::of(&mut t.gates),
             pre: t.pre.as_deref_mut().map(Ptr::of),
             c: Ptr::of(&mut t.c),
+            c_ring,
             h: Ptr::of(&mut t.h),
             hc: (!t.hc.is_empty()).then(|| Ptr::of(&mut t.hc)),
             r: t.r.as_deref_mut().map(Ptr::of),
         }
+    }
+}
+
+/// The slot of `c` that holds the cell state after `steps` steps.
+fn c_slot(c_ring: bool, steps: usize) -> usize {
+    if c_ring {
+        steps % 2
+    } else {
+        steps
     }
 }
 
@@ -537,30 +565,25 @@ fn forward_steps<F: Real>(
             (Vec::new(), (0..4).map(|blk| Segment { out_col: blk * h + u0, width: w, w_start: blk * h + u0 }).collect())
         }
     };
+    let bias = dp.bias.map(|bv| blocks.map(|blk| &bv[blk * h + u0..blk * h + u1]));
     let tw = tile_width::<F>();
+    let segs_back = match strategy {
+        StepProduct::Panel => reversed_blocks(&segs, tw, p * tw),
+        _ => reversed_blocks(&segs, 16, 16),
+    };
     for s in 0..sched.max_len() {
         let n = sched.active[s];
+        let segs = if s % 2 == 1 { &segs_back } else { &segs };
         // SAFETY: this member writes only its own units' columns of step s (gates, pre, c,
         // hc, r/h), and reads h of step s, completed by every member before the last barrier.
         unsafe {
             let gates_s = bufs.gates.at(s * b * g);
             let hprev = bufs.h.at(s * b * p) as *const F;
             if w > 0 {
-                if let Some(bias) = dp.bias {
-                    for row in 0..n {
-                        for blk in 0..4 {
-                            let col = blk * h + u0;
-                            let z = bufs.gates.slice((s * b + row) * g + col, w);
-                            for (v, &bv) in z.iter_mut().zip(&bias[col..col + w]) {
-                                *v += bv;
-                            }
-                        }
-                    }
-                }
                 if strategy == StepProduct::Dot {
-                    dot_rows(path, n, p, hprev, p, dp.r.as_ptr(), p, &segs, gates_s, g, true);
+                    dot_rows(path, n, p, hprev, p, dp.r.as_ptr(), p, segs, gates_s, g, true);
                 } else if strategy == StepProduct::Panel {
-                    axpy_cols(path, n, p, hprev, p, panel.as_ptr(), tw, p * tw, &segs, gates_s, g, true);
+                    axpy_cols(path, n, p, hprev, p, panel.as_ptr(), tw, p * tw, segs, gates_s, g, true);
                 } else if k == 1 {
                     gemm(n, g, p, gates_s, g, 1, true, hprev, p, 1, dp.r.as_ptr(), 1, p, 1);
                 } else {
@@ -581,10 +604,11 @@ fn forward_steps<F: Real>(
                         path,
                         FwdUnits {
                             z,
+                            bias,
                             pre,
                             peep,
-                            c_prev: bufs.c.slice((s * b + row) * h + u0, w),
-                            c: bufs.c.slice(((s + 1) * b + row) * h + u0, w),
+                            c_prev: bufs.c.slice((c_slot(bufs.c_ring, s) * b + row) * h + u0, w),
+                            c: bufs.c.slice((c_slot(bufs.c_ring, s + 1) * b + row) * h + u0, w),
                             hc: bufs.hc.map(|hc| hc.slice((s * b + row) * h + u0, w)),
                             out,
                         },

@@ -33,6 +33,26 @@ pub(crate) struct Segment {
     pub w_start: usize,
 }
 
+/// The same work as `segments`, cut into blocks of `chunk` columns (weight offset `w_step`
+/// apart) and listed last block first. Sweeping the weights alternately forwards and backwards
+/// keeps the most recently read part in cache when a thread's slice is about the cache's size:
+/// a cyclic sweep in one direction evicts each line just before it is needed again (LRU).
+/// Each output column is still one independent sum, so the results are bit for bit the same.
+pub(crate) fn reversed_blocks(segments: &[Segment], chunk: usize, w_step: usize) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for seg in segments {
+        for b in 0..seg.width.div_ceil(chunk) {
+            out.push(Segment {
+                out_col: seg.out_col + b * chunk,
+                width: (seg.width - b * chunk).min(chunk),
+                w_start: seg.w_start + b * w_step,
+            });
+        }
+    }
+    out.reverse();
+    out
+}
+
 /// `out[r, s.out_col + j] (+)= Σ_k lhs[r, k] · w[(s.w_start + j) * w_rs + k]` for every
 /// segment `s`, `r < rows`, `k < depth`.
 ///
