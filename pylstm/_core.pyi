@@ -11,6 +11,7 @@ __all__ = [
     "DTypeError",
     "EngineError",
     "LstmValueError",
+    "PackedRecurrent",
     "ShapeError",
     "Tape",
     "TapeError",
@@ -21,6 +22,7 @@ __all__ = [
     "network_backward",
     "network_forward",
     "num_threads",
+    "pack_bf16",
     "reset_after_fork",
     "set_kernel",
     "set_num_threads",
@@ -39,6 +41,15 @@ class Tape:
     def nbytes(self) -> int: ...
     @property
     def dtype(self) -> str: ...
+
+@final
+class PackedRecurrent:
+    @property
+    def dims(self) -> tuple[int, int]: ...
+    @property
+    def nbytes(self) -> int: ...
+
+def pack_bf16(r: npt.NDArray[np.float32], hidden_size: int) -> PackedRecurrent: ...
 
 _Activation = tuple[str, float | None, float | None]
 _Layer = Sequence[Sequence[Any]]
@@ -59,6 +70,7 @@ def network_forward(
     lengths: Sequence[int] | None = None,
     masks: Sequence[npt.NDArray[np.floating[Any]] | None] | None = None,
     keep_tape: bool = False,
+    bf16_weights: bool | Sequence[Sequence[PackedRecurrent]] | None = None,
 ) -> tuple[Any, Any, Any, Tape | None]: ...
 def network_backward(
     tape: Tape,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pylstm import _checks, _core
-from pylstm.errors import LstmValueError, ShapeError, TapeError
+from pylstm.errors import DTypeError, LstmValueError, ShapeError, TapeError
 
 __all__ = ["LstmTape", "lstm", "lstm_backward", "resolve_activations"]
 
@@ -96,7 +96,7 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
          activation_alpha: Sequence[float] | None = None,
          activation_beta: Sequence[float] | None = None, clip: float | None = None,
          input_forget: int = 0, layout: int = 0, backend: str | None = None,
-         requires_grad: bool = False) -> tuple:
+         requires_grad: bool = False, bf16_weights: bool = False) -> tuple:
     """Compute the ONNX LSTM operator.
 
     Args:
@@ -116,6 +116,11 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
         layout: 0 (time-major) or 1 (batch-major).
         backend: ``"rust"`` (default) or another registered backend, e.g. ``"onnxruntime"``.
         requires_grad: also return a tape for :func:`lstm_backward` (Rust backend only).
+        bf16_weights: opt-in, float32 inference on the Rust backend only: where the time loop
+            is bound by reading ``R`` (batch up to 8, ``R`` of 2 MiB or more) each step reads
+            it rounded to bfloat16 (8 significant bits), half the bytes; states and sums stay
+            float32. Outputs move by about 1e-3 relative to float32. Here ``R`` is rounded on
+            every call; ``pylstm.LSTM(..., bf16_weights=True)`` rounds it once per weights.
 
     Returns:
         ``(Y, Y_h, Y_c)`` with ``Y`` ``[seq_length, num_directions, batch_size, hidden_size]``
@@ -126,6 +131,8 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
     from pylstm.backends import get_backend
 
     impl = get_backend(backend)
+    if bf16_weights:
+        _check_bf16(args["dtype"], requires_grad, impl.name)
     if impl.name != "rust":
         if requires_grad:
             from pylstm.errors import BackendError
@@ -133,7 +140,20 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
             raise BackendError(f"backend {impl.name!r} cannot compute gradients; "
                                "use backend='rust'")
         return impl.lstm(**_onnx_args(args))
-    return _run_rust(args, requires_grad)
+    return _run_rust(args, requires_grad, bool(bf16_weights))
+
+
+def _check_bf16(dtype: Any, requires_grad: bool, backend: str) -> None:
+    """Rejects the combinations ``bf16_weights=True`` cannot serve, naming the argument."""
+    from pylstm.errors import BackendError
+
+    if backend != "rust":
+        raise BackendError(f"bf16_weights: only the 'rust' backend has it, got backend {backend!r}")
+    if np.dtype(dtype) != np.float32:
+        raise DTypeError(f"bf16_weights: expected float32 inputs, got {np.dtype(dtype)}")
+    if requires_grad:
+        raise LstmValueError("bf16_weights: inference only, got requires_grad=True "
+                             "(gradients are computed in float32)")
 
 
 def _validate(X, W, R, B, sequence_lens, initial_h, initial_c, P, hidden_size, direction,
@@ -219,14 +239,14 @@ def _layers(a: dict[str, Any]) -> list:
     return [dirs]
 
 
-def _run_rust(a: dict[str, Any], requires_grad: bool) -> tuple:
+def _run_rust(a: dict[str, Any], requires_grad: bool, bf16_weights: bool = False) -> tuple:
     nd, h, steps, batch = a["nd"], a["h"], a["steps"], a["batch"]
     layers = _layers(a)
     y, hn, cn, core_tape = _core.network_forward(
         a["X"], layers, hidden_size=h, proj_size=0, order="onnx",
         reverse=list(_DIRECTIONS[a["direction"]]), activations=a["acts"], clip=a["clip"],
         input_forget=bool(a["input_forget"]), h0=a["h0"], c0=a["c0"], lengths=a["lens"],
-        keep_tape=requires_grad)
+        keep_tape=requires_grad, bf16_weights=bf16_weights)
     Y = y.reshape(steps, batch, nd, h).transpose(0, 2, 1, 3)
     if a["layout"]:
         Y = Y.transpose(2, 0, 1, 3)

@@ -176,8 +176,16 @@ class LSTM(_ParamModule):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, dtype: Any = np.float32, seed: int | None = None) -> None:
+                 proj_size: int = 0, dtype: Any = np.float32, seed: int | None = None,
+                 bf16_weights: bool = False) -> None:
         super().__init__(dtype, seed)
+        if bf16_weights and self.dtype != np.float32:
+            raise DTypeError(f"bf16_weights: expected dtype float32, got {self.dtype}")
+        #: Opt-in: inference on the Rust backend reads the recurrent weights rounded to
+        #: bfloat16 where that pays (see ``pylstm.functional.lstm``), packed once per
+        #: version of the parameters (call ``mark_updated()`` after writing into them in
+        #: place); forwards for training (``requires_grad=True``) stay float32.
+        self.bf16_weights = bool(bf16_weights)
         self.input_size = _checks.positive_int("input_size", input_size)
         self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
         self.num_layers = _checks.positive_int("num_layers", num_layers)
@@ -234,6 +242,25 @@ class LSTM(_ParamModule):
                 dirs.append((p("weight_ih" + sfx), p("weight_hh" + sfx), bias, None, proj))
             layers.append(dirs)
         return layers
+
+    def _packed_bf16(self) -> list:
+        """The recurrent weights rounded to bfloat16 and packed, once per version of the
+        parameters: rebuilt when ``mark_updated()`` (called by ``load_state_dict`` and the
+        optimisers) bumps the version or a parameter array is replaced, as the onnxruntime
+        backend's session cache is."""
+        names = [f"weight_hh_l{layer}" + ("_reverse" if d else "")
+                 for layer in range(self.num_layers) for d in range(self.num_directions)]
+        key = (self._params_version,
+               tuple((id(self.parameters[n]), self.parameters[n].__array_interface__["data"][0])
+                     for n in names))
+        cached = getattr(self, "_bf16_cache", None)
+        if cached is None or cached[0] != key:
+            packs = [_core.pack_bf16(np.ascontiguousarray(self._param(n)), self.hidden_size)
+                     for n in names]
+            nd = self.num_directions
+            cached = (key, [packs[i:i + nd] for i in range(0, len(packs), nd)])
+            self._bf16_cache = cached
+        return cached[1]
 
     def _prepare(self, x: Any, hx: Any, lengths: Any) -> dict[str, Any]:
         x = _to_numpy(x) if hasattr(x, "detach") else x
@@ -318,7 +345,8 @@ class LSTM(_ParamModule):
             order="torch", reverse=[False, True][:self.num_directions],
             activations=[_DEFAULT_ACTS] * self.num_directions, h0=prep["h0"], c0=prep["c0"],
             lengths=prep["lens"], masks=self._masks(prep["steps"], prep["batch"]),
-            keep_tape=requires_grad)
+            keep_tape=requires_grad,
+            bf16_weights=self._packed_bf16() if self.bf16_weights and not requires_grad else None)
         y, state, out_steps = self._finish(y, hn, cn, prep)
         tape = None
         if requires_grad:

@@ -12,6 +12,7 @@
 //! Buffers are in *step space*: rows sorted by length (see [`Schedule`]), step `s` of a
 //! reverse direction being time `len - 1 - s` of its row. Nothing is allocated in the loop.
 
+use crate::bf16::PackedBf16;
 use crate::error::{check_len, LstmError, Result};
 use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
 use crate::real::Real;
@@ -74,6 +75,9 @@ pub struct DirParams<'a, F> {
     pub w: &'a [F],
     /// Recurrent weights `[4H, P]` (P = projection size, or H).
     pub r: &'a [F],
+    /// Float32 inference only: `r` rounded to bfloat16 and packed ([`PackedBf16`]); where given,
+    /// small-batch steps read it instead of `r`, for half the memory traffic.
+    pub r_bf16: Option<&'a PackedBf16>,
     /// Combined bias `[4H]` (both biases added), if any.
     pub bias: Option<&'a [F]>,
     /// Peephole weights `[3H]` (i, o, f), if any.
@@ -188,7 +192,7 @@ impl<F> Ptr<F> {
     }
 }
 
-fn validate<F>(shape: &LayerShape, dirs: &[DirParams<'_, F>], sched: &Schedule, x: &[F]) -> Result<()> {
+fn validate<F: Real>(shape: &LayerShape, dirs: &[DirParams<'_, F>], sched: &Schedule, x: &[F]) -> Result<()> {
     let (i, h, p) = (shape.input, shape.hidden, shape.out());
     if dirs.is_empty() || dirs.len() > 2 {
         return Err(LstmError::Value(format!("directions: expected 1 or 2, got {}", dirs.len())));
@@ -200,6 +204,18 @@ fn validate<F>(shape: &LayerShape, dirs: &[DirParams<'_, F>], sched: &Schedule, 
     for d in dirs {
         check_len("W", 4 * h * i, d.w.len())?;
         check_len("R", 4 * h * p, d.r.len())?;
+        if let Some(packed) = d.r_bf16 {
+            if !F::IS_F32 {
+                return Err(LstmError::Value("bf16 weights: expected float32 inputs, got float64".into()));
+            }
+            if packed.dims() != (h, p) {
+                return Err(LstmError::Shape(format!(
+                    "bf16 weights: packed for (hidden, depth) = {:?}, the layer has {:?}",
+                    packed.dims(),
+                    (h, p)
+                )));
+            }
+        }
         if let Some(b) = d.bias {
             check_len("B", 4 * h, b.len())?;
         }
@@ -223,6 +239,13 @@ fn validate<F>(shape: &LayerShape, dirs: &[DirParams<'_, F>], sched: &Schedule, 
 
 /// Batches up to this size use the register-blocked step kernels; larger ones use GEMM.
 const PANEL_MAX_BATCH: usize = 64;
+
+/// Batches up to this size read bfloat16 recurrent weights when given (larger ones are bound by
+/// arithmetic, not by the weight traffic bfloat16 halves).
+const BF16_MAX_BATCH: usize = 8;
+/// ... and only when float32 `R` is at least this big (bytes): a smaller one stays in the
+/// threads' L2 caches from step to step, and the widening costs more than it saves.
+const BF16_MIN_BYTES: usize = 2 << 20;
 
 /// How the threads are shared: `team` threads per direction; directions at once or in turn.
 fn team_plan(threads: usize, dirs: usize, hidden: usize, batch: usize) -> (usize, bool) {
@@ -297,6 +320,11 @@ pub fn layer_forward<F: Real>(
     keep_tape: bool,
 ) -> Result<LayerOutput<F>> {
     validate(shape, dirs, sched, x)?;
+    if keep_tape && dirs.iter().any(|d| d.r_bf16.is_some()) {
+        return Err(LstmError::Value(
+            "bf16 weights: inference only; a forward pass for training runs in float32".into(),
+        ));
+    }
     let (b, h, p) = (sched.batch, shape.hidden, shape.out());
     let nd = dirs.len();
     if let Some(v) = h0 {
@@ -555,7 +583,12 @@ fn forward_steps<F: Real>(
     // How this member multiplies h by its rows of R (all four gates of its units) each step:
     // small batches read R in place (dot form); larger ones transpose the slice once into a
     // panel the axpy kernel streams with eight rows per weight load; the largest use GEMM.
-    let strategy = step_strategy(b, sched.max_len());
+    // bfloat16 weights pay where the step is bound by reading them: small batches.
+    let r_bytes = std::mem::size_of_val(dp.r);
+    let half = dp.r_bf16.filter(|_| F::IS_F32 && b <= BF16_MAX_BATCH && r_bytes >= BF16_MIN_BYTES && w > 0);
+    // The packed kernel reads whole chunks of sixteen: h is copied into zero-padded rows.
+    let mut h_pad = vec![0f32; half.map_or(0, |hp| b * hp.padded_depth())];
+    let strategy = if half.is_some() { StepProduct::Dot } else { step_strategy(b, sched.max_len()) };
     let (panel, segs) = match strategy {
         StepProduct::Panel if w > 0 => {
             let groups: Vec<(usize, usize, usize)> = (0..4).map(|blk| (blk * h + u0, blk * h + u0, w)).collect();
@@ -580,7 +613,15 @@ fn forward_steps<F: Real>(
             let gates_s = bufs.gates.at(s * b * g);
             let hprev = bufs.h.at(s * b * p) as *const F;
             if w > 0 {
-                if strategy == StepProduct::Dot {
+                if let Some(packed) = half {
+                    // SAFETY: `half` is only set for float32, so the casts keep the type.
+                    let pd = packed.padded_depth();
+                    for row in 0..n {
+                        let src = std::slice::from_raw_parts(hprev.add(row * p) as *const f32, p);
+                        h_pad[row * pd..row * pd + p].copy_from_slice(src);
+                    }
+                    packed.accumulate(path, (u0, u1), n, h_pad.as_ptr(), pd, gates_s as *mut f32, g, s % 2 == 1);
+                } else if strategy == StepProduct::Dot {
                     dot_rows(path, n, p, hprev, p, dp.r.as_ptr(), p, segs, gates_s, g, true);
                 } else if strategy == StepProduct::Panel {
                     axpy_cols(path, n, p, hprev, p, panel.as_ptr(), tw, p * tw, segs, gates_s, g, true);

@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod activation;
+pub mod bf16;
 pub mod error;
 pub mod kernel;
 pub mod layer;
@@ -21,6 +22,7 @@ pub mod schedule;
 pub mod threads;
 
 pub use activation::Activation;
+pub use bf16::PackedBf16;
 pub use error::{LstmError, Result};
 pub use kernel::{active_kernel, set_kernel, CellOps, KernelPath};
 pub use layer::{

@@ -60,6 +60,7 @@ fn dir_params<'a>(cfg: &Config, ps: &'a Params) -> Vec<DirParams<'a, f64>> {
         .map(|d| DirParams {
             w: &ps.w[d],
             r: &ps.r[d],
+            r_bf16: None,
             bias: Some(&ps.bias[d]),
             peephole: cfg.peep.then(|| &ps.peep[d][..]),
             proj: (cfg.proj > 0).then(|| &ps.proj[d][..]),

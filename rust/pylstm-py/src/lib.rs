@@ -5,6 +5,7 @@
 mod arrays;
 mod errors;
 mod network;
+mod packed;
 
 use pyo3::prelude::*;
 
@@ -15,6 +16,8 @@ mod _core {
 
     #[pymodule_export]
     use crate::network::{network_backward, network_forward, Tape};
+    #[pymodule_export]
+    use crate::packed::{pack_bf16, PackedRecurrent};
 
     /// Number of threads the engine uses.
     #[pyfunction]

@@ -4,7 +4,7 @@
 
 use lstm_core::{
     network_backward as core_backward, network_forward as core_forward, Activation, CellOps, DirParams, GateOrder,
-    LayerShape, NetworkTape, Real, Schedule,
+    LayerShape, NetworkTape, PackedBf16, Real, Schedule,
 };
 use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
@@ -12,6 +12,7 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::arrays::{borrow, borrow_opt, data};
 use crate::errors::{to_py, DTypeError, LstmValueError, ShapeError, TapeError};
+use crate::packed::PackedRecurrent;
 
 /// Settings fixed by the forward pass and reused by the backward pass.
 #[derive(Clone, Debug)]
@@ -148,14 +149,17 @@ fn dir_params<'a, F: Element + Real>(
     b: &'a Borrowed<'_, F>,
     reverse: &[bool],
     ops: &[CellOps],
+    halves: &[Vec<&'a PackedBf16>],
 ) -> Vec<Vec<DirParams<'a, F>>> {
     b.iter()
-        .map(|dirs| {
+        .enumerate()
+        .map(|(l, dirs)| {
             dirs.iter()
                 .enumerate()
                 .map(|(d, a)| DirParams {
                     w: a[0].as_ref().map(data).unwrap_or(&[]),
                     r: a[1].as_ref().map(data).unwrap_or(&[]),
+                    r_bf16: halves.get(l).and_then(|v| v.get(d)).copied(),
                     bias: a[2].as_ref().map(data),
                     peephole: a[3].as_ref().map(data),
                     proj: a[4].as_ref().map(data),
@@ -165,6 +169,58 @@ fn dir_params<'a, F: Element + Real>(
                 .collect()
         })
         .collect()
+}
+
+type GivenHalves<'py> = Vec<Vec<Bound<'py, PackedRecurrent>>>;
+
+/// The bfloat16 recurrent weights `bf16_weights` asks for: packs given by the caller (one per
+/// layer and direction), or `True` to pack each `R` for this call only.
+fn half_weights<'py, F: Element + Real>(
+    py: Python<'py>,
+    bf16: Option<&Bound<'py, PyAny>>,
+    borrowed: &Borrowed<'py, F>,
+    cfg: &NetConfig,
+    keep_tape: bool,
+) -> PyResult<(GivenHalves<'py>, Vec<Vec<PackedBf16>>)> {
+    let Some(spec) = bf16.filter(|v| !v.is_none()) else { return Ok((Vec::new(), Vec::new())) };
+    if let Ok(flag) = spec.extract::<bool>() {
+        if !flag {
+            return Ok((Vec::new(), Vec::new()));
+        }
+    }
+    if keep_tape {
+        return Err(LstmValueError::new_err("bf16_weights: inference only, got keep_tape=True"));
+    }
+    if !F::IS_F32 {
+        return Err(DTypeError::new_err("bf16_weights: expected float32 inputs, got float64"));
+    }
+    let (h, p) = (cfg.shape.hidden, cfg.shape.out());
+    if spec.extract::<bool>().is_ok() {
+        let mut owned = Vec::new();
+        for dirs in borrowed {
+            let mut per_dir = Vec::new();
+            for a in dirs {
+                let r = a[1].as_ref().map(data).unwrap_or(&[]);
+                // SAFETY: F is f32 (checked above), so the cast keeps the type.
+                let r32 = unsafe { std::slice::from_raw_parts(r.as_ptr() as *const f32, r.len()) };
+                per_dir.push(py.detach(|| PackedBf16::new(r32, h, p)).map_err(to_py)?);
+            }
+            owned.push(per_dir);
+        }
+        return Ok((Vec::new(), owned));
+    }
+    let given: GivenHalves<'py> = spec.extract().map_err(|_| {
+        LstmValueError::new_err("bf16_weights: expected a bool or a list (per layer) of lists (per direction) of packed weights from pack_bf16")
+    })?;
+    let nd = cfg.reverse.len();
+    if given.len() != cfg.layers || given.iter().any(|l| l.len() != nd) {
+        return Err(ShapeError::new_err(format!(
+            "bf16_weights: expected {} layers of {nd} packed weights, got {:?}",
+            cfg.layers,
+            given.iter().map(Vec::len).collect::<Vec<_>>()
+        )));
+    }
+    Ok((given, Vec::new()))
 }
 
 fn to_numpy<'py, F: Element>(py: Python<'py>, v: Vec<F>, shape: Vec<usize>) -> PyResult<Bound<'py, PyAny>> {
@@ -181,7 +237,7 @@ fn forward_typed<'py, F: Element + Real>(
     c0: Option<&Bound<'py, PyAny>>,
     lengths: Option<Vec<i64>>,
     masks: Option<&Bound<'py, PyList>>,
-    keep_tape: bool,
+    (keep_tape, bf16): (bool, Option<&Bound<'py, PyAny>>),
     wrap: fn(NetworkTape<F>) -> TapeData,
 ) -> PyResult<Forward<'py>> {
     let nd = cfg.reverse.len();
@@ -212,7 +268,13 @@ fn forward_typed<'py, F: Element + Real>(
         ),
     };
     let sched = Schedule::new(cfg.steps, cfg.batch, lengths.as_deref()).map_err(to_py)?;
-    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops);
+    let (given, owned) = half_weights::<F>(py, bf16, &borrowed, &cfg, keep_tape)?;
+    let halves: Vec<Vec<&PackedBf16>> = if given.is_empty() {
+        owned.iter().map(|l| l.iter().collect()).collect()
+    } else {
+        given.iter().map(|l| l.iter().map(|p| &p.get().inner).collect()).collect()
+    };
+    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &halves);
     let xs = data(&xa);
     let h0s = h0a.as_ref().map(data);
     let c0s = c0a.as_ref().map(data);
@@ -233,8 +295,10 @@ fn forward_typed<'py, F: Element + Real>(
 ///
 /// `layers[l][d]` is `(W, R, B, P, weight_hr)` (B, P and weight_hr may be None), `x` is
 /// `[T, B, I]`. Returns `(y [T, B, D*P], h_n [L*D, B, P], c_n [L*D, B, H], tape or None)`.
+/// `bf16_weights` (float32 inference only): `True` rounds each R to bfloat16 for this call, or
+/// a list per layer of lists per direction of `pack_bf16` results, packed once by the caller.
 #[pyfunction]
-#[pyo3(signature = (x, layers, *, hidden_size, proj_size, order, reverse, activations, clip=None, input_forget=false, h0=None, c0=None, lengths=None, masks=None, keep_tape=false))]
+#[pyo3(signature = (x, layers, *, hidden_size, proj_size, order, reverse, activations, clip=None, input_forget=false, h0=None, c0=None, lengths=None, masks=None, keep_tape=false, bf16_weights=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn network_forward<'py>(
     py: Python<'py>,
@@ -252,6 +316,7 @@ pub fn network_forward<'py>(
     lengths: Option<Vec<i64>>,
     masks: Option<&Bound<'py, PyList>>,
     keep_tape: bool,
+    bf16_weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Forward<'py>> {
     let nd = reverse.len();
     if nd == 0 || nd > 2 {
@@ -282,8 +347,12 @@ pub fn network_forward<'py>(
     };
     let dtype: String = x.getattr("dtype")?.str()?.to_string();
     match dtype.as_str() {
-        "float32" => forward_typed::<f32>(py, x, layers, cfg, h0, c0, lengths, masks, keep_tape, TapeData::F32),
-        "float64" => forward_typed::<f64>(py, x, layers, cfg, h0, c0, lengths, masks, keep_tape, TapeData::F64),
+        "float32" => {
+            forward_typed::<f32>(py, x, layers, cfg, h0, c0, lengths, masks, (keep_tape, bf16_weights), TapeData::F32)
+        }
+        "float64" => {
+            forward_typed::<f64>(py, x, layers, cfg, h0, c0, lengths, masks, (keep_tape, bf16_weights), TapeData::F64)
+        }
         other => Err(DTypeError::new_err(format!("X: expected dtype float32 or float64, got {other}"))),
     }
 }
@@ -311,7 +380,7 @@ fn backward_typed<'py, F: Element + Real>(
     let dya = borrow_opt::<F>("dy", dy)?;
     let dha = borrow_opt::<F>("dh_n", dhn)?;
     let dca = borrow_opt::<F>("dc_n", dcn)?;
-    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops);
+    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &[]);
     let (dys, dhs, dcs) = (dya.as_ref().map(data), dha.as_ref().map(data), dca.as_ref().map(data));
     let shape = cfg.shape;
     let g = py.detach(|| core_backward(&shape, &params, tape, dys, dhs, dcs)).map_err(to_py)?;
