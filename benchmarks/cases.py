@@ -5,6 +5,8 @@ Groups:
 
 * ``inference``: ``functional.lstm`` forward vs onnxruntime's CPU LSTM (same ``W``, ``R``, ``B``),
   DeepBench inference shapes (input = hidden).
+* ``bf16``: the opt-in bfloat16 recurrent weights (``LSTM(..., bf16_weights=True)``) on the
+  inference shapes where they engage, vs onnxruntime and our float32; outside the targets.
 * ``training``: ``LSTM.forward(requires_grad=True)`` + ``LSTM.backward`` vs ``torch.nn.LSTM``
   forward + ``y.backward(dy)``; tape memory vs PyTorch's saved tensors.
 * ``varlen``: a batch with lengths spread over 1..T, forward+backward, vs PyTorch's packed path
@@ -39,6 +41,9 @@ INFERENCE_SHAPES = [(512, 1, 25), (512, 4, 25), (1024, 1, 25), (1024, 4, 25), (2
                     (1536, 4, 50), (256, 1, 150), (256, 4, 150)]
 LARGE_BATCH_SHAPES = [(512, 16, 25), (1024, 32, 25), (2048, 16, 25), (256, 32, 150),
                       (1536, 8, 50)]
+# Where the bfloat16 weights engage: batch <= 4 and float32 R of 2 MiB or more.
+BF16_SHAPES = [(h, b, t) for h, b, t in INFERENCE_SHAPES + LARGE_BATCH_SHAPES
+               if b <= 4 and 16 * h * h >= 2 << 20]
 TRAINING_SHAPES = LARGE_BATCH_SHAPES
 VARLEN_SHAPES = [(256, 32, 150), (512, 16, 100)]
 BIDIR_SHAPE = (256, 32, 200)
@@ -47,7 +52,7 @@ LATENCY_HIDDEN = [256, 1024]
 QUICK = {
     "inference/h512-b1-t25", "inference/h1024-b4-t25", "inference/h512-b16-t25",
     "training/h512-b16-t25", "varlen/h256-b32-t150", "bidir/h256-b32-t200-fwdbwd",
-    "latency/h256", "threads/h512-b16-t25",
+    "latency/h256", "threads/h512-b16-t25", "bf16/h1024-b1-t25",
 }
 
 LATENCY_BLOCK = 20  # steps timed together per latency sample
@@ -186,6 +191,37 @@ def _inference(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
             check["onnxruntime"] = _maxdiff(F.lstm(x, w, r, b)[0], sess.run(None, feeds)[0])
         times = measure(fns, ctx.timing)
         return _row(ctx, f"inference/h{hidden}-b{batch}-t{steps}", "inference", "forward",
+                    lstm_flops(hidden, hidden, batch, steps), times, notes, hidden=hidden,
+                    input_size=hidden, batch=batch, steps=steps, max_abs_diff=check)
+    return run
+
+
+def _bf16(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
+    """The opt-in bfloat16 recurrent weights (``LSTM(..., bf16_weights=True)``, packed once per
+    module) vs onnxruntime and vs the same module in float32; reported apart from the targets,
+    with the error it costs against float32."""
+    def run(ctx: Context) -> Row:
+        rng = np.random.default_rng(ctx.seed)
+        m = pylstm.LSTM(hidden, hidden, seed=ctx.seed, bf16_weights=True)
+        m32 = pylstm.LSTM(hidden, hidden, seed=ctx.seed)
+        x = rng.standard_normal((steps, batch, hidden)).astype(np.float32)
+        y16, y32 = m(x)[0], m32(x)[0]
+        fns: dict[str, Callable[[], Any]] = {"ours": lambda: m(x), "ours_float32": lambda: m32(x)}
+        notes: dict[str, str | None] = {"ours_float32": None}
+        check: dict[str, float] = {"ours_float32": _maxdiff(y16, y32),
+                                   "ours_float32_rel": _maxdiff(y16, y32) / float(np.abs(y32).max())}
+        missing = anchors.ort_missing()
+        if missing:
+            notes["onnxruntime"] = f"missing: {missing}"
+        else:
+            model = anchors.onnx_lstm_model(_module_onnx_layers(m), hidden, hidden)
+            sess = anchors.ort_session(model, ctx.threads)
+            feeds = {"X": x}
+            fns["onnxruntime"] = lambda: sess.run(None, feeds)
+            notes["onnxruntime"] = None
+            check["onnxruntime"] = _maxdiff(y16, sess.run(None, feeds)[0][:, 0])
+        times = measure(fns, ctx.timing)
+        return _row(ctx, f"bf16/h{hidden}-b{batch}-t{steps}", "bf16", "forward, bf16 R",
                     lstm_flops(hidden, hidden, batch, steps), times, notes, hidden=hidden,
                     input_size=hidden, batch=batch, steps=steps, max_abs_diff=check)
     return run
@@ -505,6 +541,8 @@ def all_cases() -> list[Case]:
 
     for h, b, t in INFERENCE_SHAPES + LARGE_BATCH_SHAPES:
         add(f"inference/h{h}-b{b}-t{t}", "inference", _inference(h, b, t))
+    for h, b, t in BF16_SHAPES:
+        add(f"bf16/h{h}-b{b}-t{t}", "bf16", _bf16(h, b, t))
     for h, b, t in TRAINING_SHAPES:
         add(f"training/h{h}-b{b}-t{t}", "training", _training(h, b, t))
     for h, b, t in VARLEN_SHAPES:

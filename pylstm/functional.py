@@ -117,7 +117,7 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
         backend: ``"rust"`` (default) or another registered backend, e.g. ``"onnxruntime"``.
         requires_grad: also return a tape for :func:`lstm_backward` (Rust backend only).
         bf16_weights: opt-in, float32 inference on the Rust backend only: where the time loop
-            is bound by reading ``R`` (batch up to 8, ``R`` of 2 MiB or more) each step reads
+            is bound by reading ``R`` (batch up to 4, ``R`` of 2 MiB or more) each step reads
             it rounded to bfloat16 (8 significant bits), half the bytes; states and sums stay
             float32. Outputs move by about 1e-3 relative to float32. Here ``R`` is rounded on
             every call; ``pylstm.LSTM(..., bf16_weights=True)`` rounds it once per weights.

@@ -36,12 +36,12 @@ def test_rounding_helper_is_nearest_even():
     np.testing.assert_array_equal(round_bf16(vals), [1.0, 1.0, 1 + 2.0**-6, -2.5])
 
 
-# hidden 512 makes R 4 MiB: the engine reads bfloat16 (batch <= 8).
+# hidden 512 makes R 4 MiB: the engine reads bfloat16 (batch <= 4).
 @pytest.mark.parametrize("batch,steps,direction,lens", [
     (1, 25, "forward", None),
     (4, 7, "bidirectional", None),
     (3, 9, "reverse", [9, 2, 5]),
-    (8, 5, "forward", [1, 5, 3, 5, 2, 4, 5, 5]),
+    (4, 5, "forward", [1, 5, 3, 5]),
 ])
 def test_functional_equals_float32_on_rounded_weights(batch, steps, direction, lens):
     nd = 2 if direction == "bidirectional" else 1
@@ -56,8 +56,8 @@ def test_functional_equals_float32_on_rounded_weights(batch, steps, direction, l
 
 
 def test_small_or_large_problems_stay_float32():
-    # hidden 256 (R is 1 MiB, cache-resident) and batch 16 (arithmetic-bound): no rounding.
-    for h, batch in [(256, 2), (512, 16)]:
+    # hidden 256 (R is 1 MiB, cache-resident) and batch 8 (arithmetic-bound): no rounding.
+    for h, batch in [(256, 2), (512, 8)]:
         X, W, R, B = onnx_inputs(h, batch, 3)
         got = F.lstm(X, W, R, B, bf16_weights=True)
         plain = F.lstm(X, W, R, B)

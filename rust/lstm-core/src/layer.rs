@@ -242,7 +242,7 @@ const PANEL_MAX_BATCH: usize = 64;
 
 /// Batches up to this size read bfloat16 recurrent weights when given (larger ones are bound by
 /// arithmetic, not by the weight traffic bfloat16 halves).
-const BF16_MAX_BATCH: usize = 8;
+const BF16_MAX_BATCH: usize = 4;
 /// ... and only when float32 `R` is at least this big (bytes): a smaller one stays in the
 /// threads' L2 caches from step to step, and the widening costs more than it saves.
 const BF16_MIN_BYTES: usize = 2 << 20;
