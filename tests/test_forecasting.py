@@ -143,6 +143,16 @@ def test_forecaster_scaling_roundtrip() -> None:
     assert cfg.median_index == 1
 
 
+def test_crossed_quantile_outputs_come_out_sorted() -> None:
+    cfg = M.ForecasterConfig(window=3, horizon=2, n_covariates=0, hidden=4, layers=1,
+                             dropout=0.0, quantiles=[0.1, 0.5, 0.9], season=1, scale=1.0,
+                             mean=[0.0], std=[1.0])
+    m = M.Forecaster(cfg, seed=0)
+    raw = np.array([[[0.0], [0.0], [5.0]]])
+    out = np.array([[[1.0, 0.0, -1.0], [0.5, 2.0, -3.0]]])
+    np.testing.assert_allclose(m.to_raw(raw, out)[0], [[4, 5, 6], [2, 5.5, 7]])
+
+
 def test_forecaster_onnx_matches_predict_on_many_windows(tmp_path: Path) -> None:
     from pylstm_forecasting.onnx_export import export_onnx, run_onnx
 

@@ -90,9 +90,14 @@ class Forecaster(nn.Module):
         return np.concatenate([rel, absolute], axis=2).astype(np.float32)
 
     def to_raw(self, raw: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Network output ``[N, H, Q]`` -> forecasts in data units."""
+        """Network output ``[N, H, Q]`` -> forecasts in data units.
+
+        The quantile outputs are sorted (monotone rearrangement, Chernozhukov et al. 2010): the
+        pinball loss trains each one separately, and crossed quantiles would give an interval
+        whose lower end lies above its upper end. Sorting never increases the pinball loss."""
         last = np.asarray(raw, np.float64)[:, -1, 0]
-        return last[:, None, None] + self.cfg.scale * np.asarray(out, np.float64)
+        out = np.sort(np.asarray(out, np.float64), axis=-1)
+        return last[:, None, None] + self.cfg.scale * out
 
     def target(self, raw: np.ndarray, future: np.ndarray) -> np.ndarray:
         """Future values ``[N, H]`` -> training targets in network units."""

@@ -7,7 +7,8 @@ reproduces ``pylstm predict`` without any Python pre- or post-processing:
 scaling (``Slice``/``Sub``/``Div``/``Concat``) -> the LSTM stack exported by
 :func:`pylstm.interop.onnx_export.export_lstm` (the implementation of ``pylstm.LSTM.to_onnx``),
 names prefixed ``lstm/`` -> last time step (``Gather``) -> linear head (``Gemm``) -> ``Reshape`` ->
-``* scale + last value`` -> ``forecast`` float32 ``[N, horizon, Q]`` (quantiles in
+quantiles sorted (``TopK``) -> ``* scale + last value`` ->
+``forecast`` float32 ``[N, horizon, Q]`` (quantiles in
 ``metadata_props["quantiles"]``).
 """
 
@@ -57,6 +58,7 @@ def build_onnx(model: Forecaster):  # -> onnx.ModelProto
         const("head_w", weight),
         const("head_b", bias),
         const("out_shape", np.array([-1, cfg.horizon, n_q], np.int64)),
+        const("n_quantiles", np.array([n_q], np.int64)),
     ]
     nodes = [
         # last row of the window, and its target value [N, 1, 1]
@@ -72,7 +74,10 @@ def build_onnx(model: Forecaster):  # -> onnx.ModelProto
         helper.make_node("Gather", [lstm_out, "i_minus1"], ["h_last"], axis=1),
         helper.make_node("Gemm", ["h_last", "head_w", "head_b"], ["head"], transB=1),
         helper.make_node("Reshape", ["head", "out_shape"], ["head3"]),
-        helper.make_node("Mul", ["head3", "scale"], ["delta"]),
+        # quantiles sorted ascending, as Forecaster.to_raw does (no crossed intervals)
+        helper.make_node("TopK", ["head3", "n_quantiles"], ["head_sorted", "head_order"], axis=-1,
+                         largest=0, sorted=1),
+        helper.make_node("Mul", ["head_sorted", "scale"], ["delta"]),
         helper.make_node("Add", ["delta", "last_y"], ["forecast"]),
     ]
     graph = helper.make_graph(
