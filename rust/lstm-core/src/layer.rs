@@ -355,6 +355,11 @@ fn forward_in_pool<F: Real>(
     let g = 4 * h;
     let s_len = sched.max_len();
     let nd = dirs.len();
+    // Inference over full-length rows writes each step's h straight into Y (no copy, and Y
+    // needs no zeroing); the tape keeps its own step-major copy for the backward pass.
+    let direct = !keep_tape && sched.dense && s_len > 0;
+    let full = sched.lens.iter().all(|&len| len == t_len);
+    let mut y = if full { alloc_for_overwrite::<F>(t_len * b * nd * p) } else { vec![F::ZERO; t_len * b * nd * p] };
 
     let mut tapes: Vec<DirTape<F>> = dirs
         .iter()
@@ -372,7 +377,7 @@ fn forward_in_pool<F: Real>(
             // written again.
             let c_slots = if keep_tape { s_len + 1 } else { 2 };
             let mut c = vec![F::ZERO; c_slots * b * h];
-            let mut hs = vec![F::ZERO; (s_len + 1) * b * p];
+            let mut hs = vec![F::ZERO; if direct { b * p } else { (s_len + 1) * b * p }];
             for (row, &orig) in sched.perm.iter().enumerate() {
                 if let Some(h0) = h0 {
                     hs[row * p..(row + 1) * p].copy_from_slice(&h0[(d * b + orig) * p..][..p]);
@@ -394,7 +399,30 @@ fn forward_in_pool<F: Real>(
         .collect();
 
     let (team, concurrent) = team_plan(threads, nd, h, b);
-    let ptrs: Vec<FwdPtrs<F>> = tapes.iter_mut().map(|t| FwdPtrs::of(t, !keep_tape)).collect();
+    let y_ptr = Ptr::of(&mut y);
+    let ptrs: Vec<FwdPtrs<F>> = tapes
+        .iter_mut()
+        .enumerate()
+        .map(|(d, t)| {
+            let states = if direct {
+                // Step s of direction d is time s (or T-1-s in reverse) of every row.
+                let (first, step) = if dirs[d].reverse { ((t_len - 1) * b * nd + d, -1) } else { (d, 1) };
+                // SAFETY: `first` is the start of a row of Y.
+                HStates {
+                    h0: Ptr::of(&mut t.h),
+                    first: Ptr(unsafe { y_ptr.at(first * p) }),
+                    step: step * (b * nd * p) as isize,
+                    rs: nd * p,
+                    p,
+                }
+            } else {
+                let hs = Ptr::of(&mut t.h);
+                // SAFETY: the tape's buffer holds s_len + 1 blocks of b*p.
+                HStates { h0: hs, first: Ptr(unsafe { hs.at(b * p) }), step: (b * p) as isize, rs: p, p }
+            };
+            FwdPtrs::of(t, !keep_tape, states)
+        })
+        .collect();
     if concurrent {
         let barriers: Vec<SpinBarrier> = (0..nd).map(|_| SpinBarrier::new(team)).collect();
         broadcast(nd * team, |w| {
@@ -409,12 +437,9 @@ fn forward_in_pool<F: Real>(
     }
 
     // Y is zero past each sequence's end; when no sequence ends early every element is copied.
-    let full = sched.lens.iter().all(|&len| len == t_len);
-    let mut y = if full { alloc_for_overwrite::<F>(t_len * b * nd * p) } else { vec![F::ZERO; t_len * b * nd * p] };
-    let y_ptr = Ptr::of(&mut y);
     let parts = threads.min(s_len).max(1);
     let tapes_ref = &tapes;
-    broadcast(parts, |m| {
+    let copy_y = |m: usize| {
         let (s0, s1) = split_range(s_len, parts, m, 1);
         for (d, (dp, tp)) in dirs.iter().zip(tapes_ref).enumerate() {
             for s in s0..s1 {
@@ -426,13 +451,18 @@ fn forward_in_pool<F: Real>(
                 }
             }
         }
-    });
+    };
+    if !direct {
+        broadcast(parts, copy_y);
+    }
     let mut hn = vec![F::ZERO; nd * b * p];
     let mut cn = vec![F::ZERO; nd * b * h];
     for (d, tp) in tapes.iter().enumerate() {
         for (row, &orig) in sched.perm.iter().enumerate() {
             let len = sched.lens[row];
-            hn[(d * b + orig) * p..][..p].copy_from_slice(&tp.h[(len * b + row) * p..][..p]);
+            // SAFETY: the team run is over; state `len` of `row` was written by it (or is h0).
+            let last = unsafe { ptrs[d].h.row(len, row) };
+            hn[(d * b + orig) * p..][..p].copy_from_slice(last);
             let slot = c_slot(!keep_tape, len);
             cn[(d * b + orig) * h..][..h].copy_from_slice(&tp.c[(slot * b + row) * h..][..h]);
         }
@@ -479,7 +509,7 @@ unsafe fn project_inputs<F: Real>(
     broadcast(parts, |m| {
         let (c0, c1) = split_range(g, parts, m, 16);
         if c1 > c0 {
-            let seg = [Segment { out_col: c0, width: c1 - c0, w_start: c0 }];
+            let seg = [Segment { out_col: c0, width: c1 - c0, w_start: c0, padded: false }];
             // SAFETY: each part writes its own columns of `out`.
             unsafe { dot_rows(path, rows, i, lhs.as_ptr(), i, w.as_ptr(), i, &seg, out_ptr.at(0), g, accumulate) };
         }
@@ -499,6 +529,41 @@ fn gather_steps<F: Real>(sched: &Schedule, x: &[F], i: usize, reverse: bool) -> 
     xs
 }
 
+/// Where one direction's hidden states live: state 0 (h0) in its own block, state `j >= 1`
+/// (after step `j - 1`) in a block `step` elements after the previous one, rows `rs` apart;
+/// either the tape's step-major buffer or, for dense inference, Y itself.
+#[derive(Clone, Copy)]
+struct HStates<F> {
+    h0: Ptr<F>,
+    first: Ptr<F>,
+    step: isize,
+    rs: usize,
+    p: usize,
+}
+
+impl<F> HStates<F> {
+    /// The block of state `j` and its row stride.
+    ///
+    /// # Safety
+    /// `j` must be at most the number of steps the buffers were made for.
+    unsafe fn at(&self, j: usize) -> (*mut F, usize) {
+        if j == 0 {
+            (self.h0.0, self.p)
+        } else {
+            (self.first.0.offset((j as isize - 1) * self.step), self.rs)
+        }
+    }
+
+    /// Row `row` of state `j`.
+    ///
+    /// # Safety
+    /// As for [`HStates::at`], and no one writes the row while the slice is in use.
+    unsafe fn row<'a>(&self, j: usize, row: usize) -> &'a [F] {
+        let (blk, rs) = self.at(j);
+        std::slice::from_raw_parts(blk.add(row * rs), self.p)
+    }
+}
+
 #[derive(Clone, Copy)]
 struct FwdPtrs<F> {
     gates: Ptr<F>,
@@ -506,19 +571,19 @@ struct FwdPtrs<F> {
     c: Ptr<F>,
     /// Whether `c` is a ring of two slots (inference) rather than one slot per step.
     c_ring: bool,
-    h: Ptr<F>,
+    h: HStates<F>,
     hc: Option<Ptr<F>>,
     r: Option<Ptr<F>>,
 }
 
 impl<F> FwdPtrs<F> {
-    fn of(t: &mut DirTape<F>, c_ring: bool) -> Self {
+    fn of(t: &mut DirTape<F>, c_ring: bool, h: HStates<F>) -> Self {
         FwdPtrs {
             gates: Ptr::of(&mut t.gates),
             pre: t.pre.as_deref_mut().map(Ptr::of),
             c: Ptr::of(&mut t.c),
             c_ring,
-            h: Ptr::of(&mut t.h),
+            h,
             hc: (!t.hc.is_empty()).then(|| Ptr::of(&mut t.hc)),
             r: t.r.as_deref_mut().map(Ptr::of),
         }
@@ -594,9 +659,12 @@ fn forward_steps<F: Real>(
             let groups: Vec<(usize, usize, usize)> = (0..4).map(|blk| (blk * h + u0, blk * h + u0, w)).collect();
             pack_rows(path, dp.r, p, p, &groups)
         }
-        _ => {
-            (Vec::new(), (0..4).map(|blk| Segment { out_col: blk * h + u0, width: w, w_start: blk * h + u0 }).collect())
-        }
+        _ => (
+            Vec::new(),
+            (0..4)
+                .map(|blk| Segment { out_col: blk * h + u0, width: w, w_start: blk * h + u0, padded: false })
+                .collect(),
+        ),
     };
     let bias = dp.bias.map(|bv| blocks.map(|blk| &bv[blk * h + u0..blk * h + u1]));
     let tw = tile_width::<F>();
@@ -611,26 +679,28 @@ fn forward_steps<F: Real>(
         // hc, r/h), and reads h of step s, completed by every member before the last barrier.
         unsafe {
             let gates_s = bufs.gates.at(s * b * g);
-            let hprev = bufs.h.at(s * b * p) as *const F;
+            let (hprev, hrs) = bufs.h.at(s);
+            let hprev = hprev as *const F;
+            let (hout, ors) = bufs.h.at(s + 1);
             if w > 0 {
                 if let Some(packed) = half {
                     // SAFETY: `half` is only set for float32, so the casts keep the type.
                     let pd = packed.padded_depth();
                     for row in 0..n {
-                        let src = std::slice::from_raw_parts(hprev.add(row * p) as *const f32, p);
+                        let src = std::slice::from_raw_parts(hprev.add(row * hrs) as *const f32, p);
                         h_pad[row * pd..row * pd + p].copy_from_slice(src);
                     }
                     packed.accumulate(path, (u0, u1), n, h_pad.as_ptr(), pd, gates_s as *mut f32, g, s % 2 == 1);
                 } else if strategy == StepProduct::Dot {
-                    dot_rows(path, n, p, hprev, p, dp.r.as_ptr(), p, segs, gates_s, g, true);
+                    dot_rows(path, n, p, hprev, hrs, dp.r.as_ptr(), p, segs, gates_s, g, true);
                 } else if strategy == StepProduct::Panel {
-                    axpy_cols(path, n, p, hprev, p, panel.as_ptr(), tw, p * tw, segs, gates_s, g, true);
+                    axpy_cols(path, n, p, hprev, hrs, panel.as_ptr(), tw, p * tw, segs, gates_s, g, true);
                 } else if k == 1 {
-                    gemm(n, g, p, gates_s, g, 1, true, hprev, p, 1, dp.r.as_ptr(), 1, p, 1);
+                    gemm(n, g, p, gates_s, g, 1, true, hprev, hrs, 1, dp.r.as_ptr(), 1, p, 1);
                 } else {
                     for blk in 0..4 {
                         let col = blk * h + u0;
-                        gemm(n, w, p, gates_s.add(col), g, 1, true, hprev, p, 1, dp.r.as_ptr().add(col * p), 1, p, 1);
+                        gemm(n, w, p, gates_s.add(col), g, 1, true, hprev, hrs, 1, dp.r.as_ptr().add(col * p), 1, p, 1);
                     }
                 }
                 for row in 0..n {
@@ -639,7 +709,7 @@ fn forward_steps<F: Real>(
                     let pre = bufs.pre.map(|pr| blocks.map(|blk| pr.slice(base + blk * h + u0, w)));
                     let out = match bufs.r {
                         Some(r) => r.slice((s * b + row) * h + u0, w),
-                        None => bufs.h.slice(((s + 1) * b + row) * p + u0, w),
+                        None => std::slice::from_raw_parts_mut(hout.add(row * ors + u0), w),
                     };
                     forward_units(
                         path,
@@ -660,22 +730,7 @@ fn forward_steps<F: Real>(
             if let (Some(r), Some(wp)) = (bufs.r, dp.proj) {
                 barrier.wait();
                 let r_s = r.at(s * b * h) as *const F;
-                gemm(
-                    n,
-                    p1 - p0,
-                    h,
-                    bufs.h.at((s + 1) * b * p + p0),
-                    p,
-                    1,
-                    false,
-                    r_s,
-                    h,
-                    1,
-                    wp.as_ptr().add(p0 * h),
-                    1,
-                    h,
-                    1,
-                );
+                gemm(n, p1 - p0, h, hout.add(p0), ors, 1, false, r_s, h, 1, wp.as_ptr().add(p0 * h), 1, h, 1);
             }
         }
         barrier.wait();
@@ -901,7 +956,12 @@ fn backward_steps<F: Real>(
             let (panel, segs) = pack_cols(dp.r, p, g, &[(p0, p0, p1 - p0)]);
             (panel, segs, tile_width::<F>(), g * tile_width::<F>())
         }
-        _ => (Vec::new(), vec![Segment { out_col: p0, width: p1 - p0, w_start: p0 }], p, tile_width::<F>()),
+        _ => (
+            Vec::new(),
+            vec![Segment { out_col: p0, width: p1 - p0, w_start: p0, padded: false }],
+            p,
+            tile_width::<F>(),
+        ),
     };
     let small = strategy != StepProduct::Gemm;
     let wsrc = if panel.is_empty() { dp.r.as_ptr() } else { panel.as_ptr() };

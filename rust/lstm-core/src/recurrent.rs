@@ -31,6 +31,9 @@ pub(crate) struct Segment {
     pub width: usize,
     /// First weight row (dot form) or column (axpy form).
     pub w_start: usize,
+    /// Whether the weights are a packed panel whose last tile is padded to a whole tile, so a
+    /// partial tile may be read in full (only the `width` columns are stored).
+    pub padded: bool,
 }
 
 /// The same work as `segments`, cut into blocks of `chunk` columns (weight offset `w_step`
@@ -46,6 +49,7 @@ pub(crate) fn reversed_blocks(segments: &[Segment], chunk: usize, w_step: usize)
                 out_col: seg.out_col + b * chunk,
                 width: (seg.width - b * chunk).min(chunk),
                 w_start: seg.w_start + b * w_step,
+                padded: seg.padded,
             });
         }
     }
@@ -173,7 +177,7 @@ pub(crate) fn pack_rows<F: Real>(
     let mut segs = Vec::with_capacity(groups.len());
     let mut total = 0;
     for &(out_col, _, count) in groups {
-        segs.push(Segment { out_col, width: count, w_start: total });
+        segs.push(Segment { out_col, width: count, w_start: total, padded: true });
         total += count.div_ceil(tw) * depth * tw;
     }
     let mut panel = Vec::with_capacity(total);
@@ -224,7 +228,7 @@ pub(crate) fn pack_cols<F: Real>(
     let mut segs = Vec::with_capacity(groups.len());
     let mut panel = Vec::new();
     for &(out_col, col_start, count) in groups {
-        segs.push(Segment { out_col, width: count, w_start: panel.len() });
+        segs.push(Segment { out_col, width: count, w_start: panel.len(), padded: true });
         for tile in 0..count.div_ceil(tw) {
             let c0 = col_start + tile * tw;
             let cols = (count - tile * tw).min(tw);
@@ -276,6 +280,20 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
                     // Full tile: the kernel keeps the accumulators in registers, loading and
                     // storing the output rows directly.
                     tile_product(path, nr, depth, &lhs_rows, wt, w_rs, &out_rows, accumulate);
+                } else if seg.padded {
+                    // A padded panel's partial tile is read whole by the same kernel, into a
+                    // buffer whose first `cols` columns are then stored.
+                    let mut acc = [[F::ZERO; 32]; ROW_BLOCK];
+                    for (r, row) in acc.iter_mut().enumerate().take(nr) {
+                        if accumulate {
+                            std::ptr::copy_nonoverlapping(out_rows[r], row.as_mut_ptr(), cols);
+                        }
+                    }
+                    let acc_rows: [*mut F; ROW_BLOCK] = std::array::from_fn(|r| acc[r].as_mut_ptr());
+                    tile_product(path, nr, depth, &lhs_rows, wt, w_rs, &acc_rows, accumulate);
+                    for (r, row) in acc.iter().enumerate().take(nr) {
+                        std::ptr::copy_nonoverlapping(row.as_ptr(), out_rows[r], cols);
+                    }
                 } else {
                     // A partial tile would read past the slice: plain loop into a buffer.
                     let mut acc = [[F::ZERO; 32]; ROW_BLOCK];
@@ -803,7 +821,10 @@ mod tests {
             let w: Vec<F> = (0..(ncols + 3) * depth).map(|i| val(i, 113)).collect();
             let wt: Vec<F> = (0..depth * (ncols + 3)).map(|i| w[(i % (ncols + 3)) * depth + i / (ncols + 3)]).collect();
             let lhs: Vec<F> = (0..rows * depth).map(|i| val(i * 13 + 1, 97)).collect();
-            let segs = [Segment { out_col: 3, width: 40, w_start: 0 }, Segment { out_col: 50, width: 50, w_start: 43 }];
+            let segs = [
+                Segment { out_col: 3, width: 40, w_start: 0, padded: false },
+                Segment { out_col: 50, width: 50, w_start: 43, padded: false },
+            ];
             let want = |r: usize, wcol: usize| -> f64 {
                 (0..depth).map(|kk| lhs[r * depth + kk].to_f64() * w[wcol * depth + kk].to_f64()).sum()
             };
@@ -922,7 +943,7 @@ mod speed {
             let w: Vec<f32> = (0..ncols * depth).map(|i| (i % 7) as f32 * 0.01).collect();
             let lhs: Vec<f32> = (0..rows * depth).map(|i| (i % 5) as f32 * 0.01).collect();
             let mut out = vec![0f32; rows * ncols];
-            let segs = [Segment { out_col: 0, width: ncols, w_start: 0 }];
+            let segs = [Segment { out_col: 0, width: ncols, w_start: 0, padded: false }];
             let reps = 200;
             let t = Instant::now();
             for _ in 0..reps {
