@@ -460,14 +460,22 @@ macro_rules! dispatch {
 
 mod fwd {
     use super::*;
-    dispatch!(forward_units, forward_impl, FwdUnits<'_, F>);
+    dispatch!(forward_units_generic, forward_impl, FwdUnits<'_, F>);
 }
 mod bwd {
     use super::*;
     dispatch!(backward_units, backward_impl, BwdUnits<'_, F>);
 }
 pub(crate) use bwd::backward_units;
-pub(crate) use fwd::forward_units;
+pub(crate) use fwd::forward_units_generic;
+
+/// The forward point-wise pass on `path`: the fused AVX-512 cell ([`crate::fused`]) where it
+/// applies, else the generic pass.
+pub(crate) fn forward_units<F: Real>(path: KernelPath, mut u: FwdUnits<'_, F>, ops: &CellOps) {
+    if !crate::fused::try_forward_default(path, &mut u, ops) {
+        forward_units_generic(path, u, ops);
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@
 pub mod activation;
 pub mod bf16;
 pub mod error;
+mod fused;
 pub mod kernel;
 pub mod layer;
 pub mod network;

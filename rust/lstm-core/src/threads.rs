@@ -140,65 +140,24 @@ pub(crate) fn with_pool<R: Send>(work: usize, f: impl FnOnce(usize) -> R + Send)
 /// called from [`with_pool`] with `n` no larger than its thread count). The workers may wait on
 /// [`SpinBarrier`]s shared between them: every one of them runs concurrently.
 ///
-/// Worker indices follow the cores the workers run on (the lowest core gets index 0), so the
-/// slice of weights a given index works on stays in the same core's cache from call to call
-/// even when the pool's threads pick up the jobs in a different order.
+/// rayon's broadcast hands each pool thread its own copy of the job, which no other thread can
+/// take and which wakes that thread, so all `n` members are sure to run at once (spawned jobs
+/// sit in one thread's queue until another steals them, and a member spinning at a barrier
+/// waits on that). A member's index is its thread's index in the pool, so with pinned threads
+/// the slice of weights an index works on stays in the same core's cache from call to call.
 pub(crate) fn broadcast(n: usize, work: impl Fn(usize) + Sync) {
     if n <= 1 {
         work(0);
         return;
     }
+    debug_assert!(n <= rayon::current_num_threads(), "broadcast of {n} on a smaller pool");
     let poisoned = &AtomicBool::new(false);
-    let ranks = &CoreRanks::new(n);
     let work = &work;
-    rayon::scope(|scope| {
-        for w in 1..n {
-            scope.spawn(move |_| run_guarded(poisoned, || work(ranks.rank(w))));
+    rayon::broadcast(|ctx| {
+        if ctx.index() < n {
+            run_guarded(poisoned, || work(ctx.index()));
         }
-        run_guarded(poisoned, || work(ranks.rank(0)));
     });
-}
-
-/// Orders a team of concurrently running workers by the core each is on.
-struct CoreRanks {
-    cpus: Vec<AtomicUsize>,
-    arrived: AtomicUsize,
-}
-
-impl CoreRanks {
-    fn new(n: usize) -> Self {
-        CoreRanks { cpus: (0..n).map(|_| AtomicUsize::new(usize::MAX)).collect(), arrived: AtomicUsize::new(0) }
-    }
-
-    /// Registers worker `w` and returns its rank once every worker has registered.
-    fn rank(&self, w: usize) -> usize {
-        let n = self.cpus.len();
-        let mine = (current_cpu(), w);
-        self.cpus[w].store(mine.0, Ordering::Release);
-        self.arrived.fetch_add(1, Ordering::AcqRel);
-        let mut spins = 0u32;
-        while self.arrived.load(Ordering::Acquire) < n {
-            spins += 1;
-            if spins < 4096 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        (0..n).filter(|&o| (self.cpus[o].load(Ordering::Acquire), o) < mine).count()
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn current_cpu() -> usize {
-    // SAFETY: sched_getcpu has no preconditions; it returns -1 on failure.
-    let c = unsafe { libc::sched_getcpu() };
-    usize::try_from(c).unwrap_or(0)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn current_cpu() -> usize {
-    0
 }
 
 /// The CPUs this process may run on.
