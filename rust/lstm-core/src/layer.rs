@@ -949,8 +949,13 @@ fn backward_steps<F: Real>(
     let w = u1 - u0;
     let peep = peep_views(dp.peephole, h, u0, u1);
     // This member's output columns of R (over all 4H rows): copied once into contiguous
-    // tiles when enough steps reuse them, else read in place.
-    let strategy = step_strategy(b, sched.max_len());
+    // tiles when a second step reuses them, else read in place. Read in place, each step
+    // takes a short piece of every row of R (a new page every row or two), several times
+    // slower than the packed tiles, so the packing pays from the second step on.
+    let strategy = match step_strategy(b, sched.max_len()) {
+        StepProduct::Dot if sched.max_len() > 1 => StepProduct::Panel,
+        other => other,
+    };
     let (panel, segs, w_rs, tile_step) = match strategy {
         StepProduct::Panel if p1 > p0 => {
             let (panel, segs) = pack_cols(dp.r, p, g, &[(p0, p0, p1 - p0)]);
