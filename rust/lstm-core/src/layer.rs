@@ -247,10 +247,24 @@ const BF16_MAX_BATCH: usize = 4;
 /// threads' L2 caches from step to step, and the widening costs more than it saves.
 const BF16_MIN_BYTES: usize = 2 << 20;
 
+/// The work `with_pool` weighs against its inline threshold: a call whose time loop runs on one
+/// thread anyway (one direction, a team of one) could only spread its input projection, and
+/// waking the pool for that costs more than it saves up to about 32 times the usual threshold.
+fn solo_scaled(work: usize, dirs: usize, hidden: usize, batch: usize) -> usize {
+    if dirs == 1 && team_plan(crate::threads::num_threads(), 1, hidden, batch).0 == 1 {
+        work / 32
+    } else {
+        work
+    }
+}
+
 /// How the threads are shared: `team` threads per direction; directions at once or in turn.
 fn team_plan(threads: usize, dirs: usize, hidden: usize, batch: usize) -> (usize, bool) {
-    // A thread needs enough work per step to pay for a barrier.
-    let useful = (hidden * batch.min(8) / 64).max(1);
+    // A thread needs enough work per step to pay for a barrier. Measured on 2 cores: a second
+    // thread loses (0.7-0.9x) below about 1M multiply-adds per step when the hidden size is
+    // under 128 (each member's slice is a tile or two), and wins from hidden 128 up.
+    let step_work = batch * 4 * hidden * hidden;
+    let useful = if hidden < 128 && step_work < (1 << 20) { 1 } else { (hidden * batch.min(8) / 64).max(1) };
     if threads >= dirs && dirs > 1 {
         ((threads / dirs).min(useful).max(1), true)
     } else {
@@ -334,7 +348,7 @@ pub fn layer_forward<F: Real>(
         check_len("initial_c", nd * b * h, v.len())?;
     }
     let path = active_kernel();
-    let work = sched.steps * b * 4 * h * (shape.input + p) * nd;
+    let work = solo_scaled(sched.steps * b * 4 * h * (shape.input + p) * nd, nd, h, b);
     with_pool(work, |threads| forward_in_pool(path, threads, shape, dirs, sched, x, h0, c0, keep_tape))
 }
 
@@ -773,7 +787,7 @@ pub fn layer_backward<F: Real>(
         check_len("dY_c", nd * b * h, v.len())?;
     }
     let path = active_kernel();
-    let work = 2 * sched.steps * b * 4 * h * (shape.input + p) * nd;
+    let work = solo_scaled(2 * sched.steps * b * 4 * h * (shape.input + p) * nd, nd, h, b);
     with_pool(work, |threads| backward_in_pool(path, threads, shape, dirs, tape, x, dy, dhn, dcn))
 }
 
