@@ -372,8 +372,8 @@ fn forward_in_pool<F: Real>(
     // Inference over full-length rows writes each step's h straight into Y (no copy, and Y
     // needs no zeroing); the tape keeps its own step-major copy for the backward pass.
     let direct = !keep_tape && sched.dense && s_len > 0;
-    let full = sched.lens.iter().all(|&len| len == t_len);
-    let mut y = if full { alloc_for_overwrite::<F>(t_len * b * nd * p) } else { vec![F::ZERO; t_len * b * nd * p] };
+    let mut y =
+        if sched.dense { alloc_for_overwrite::<F>(t_len * b * nd * p) } else { vec![F::ZERO; t_len * b * nd * p] };
 
     let mut tapes: Vec<DirTape<F>> = dirs
         .iter()
@@ -966,9 +966,12 @@ fn backward_steps<F: Real>(
     // tiles when a second step reuses them, else read in place. Read in place, each step
     // takes a short piece of every row of R (a new page every row or two), several times
     // slower than the packed tiles, so the packing pays from the second step on.
-    let strategy = match step_strategy(b, sched.max_len()) {
-        StepProduct::Dot if sched.max_len() > 1 => StepProduct::Panel,
-        other => other,
+    let strategy = if b > PANEL_MAX_BATCH {
+        StepProduct::Gemm
+    } else if sched.max_len() > 1 {
+        StepProduct::Panel
+    } else {
+        StepProduct::Dot
     };
     let (panel, segs, w_rs, tile_step) = match strategy {
         StepProduct::Panel if p1 > p0 => {

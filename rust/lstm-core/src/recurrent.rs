@@ -280,33 +280,30 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
                     // Full tile: the kernel keeps the accumulators in registers, loading and
                     // storing the output rows directly.
                     tile_product(path, nr, depth, &lhs_rows, wt, w_rs, &out_rows, accumulate);
-                } else if seg.padded {
-                    // A padded panel's partial tile is read whole by the same kernel, into a
-                    // buffer whose first `cols` columns are then stored.
-                    let mut acc = [[F::ZERO; 32]; ROW_BLOCK];
-                    for (r, row) in acc.iter_mut().enumerate().take(nr) {
-                        if accumulate {
-                            std::ptr::copy_nonoverlapping(out_rows[r], row.as_mut_ptr(), cols);
-                        }
-                    }
-                    let acc_rows: [*mut F; ROW_BLOCK] = std::array::from_fn(|r| acc[r].as_mut_ptr());
-                    tile_product(path, nr, depth, &lhs_rows, wt, w_rs, &acc_rows, accumulate);
-                    for (r, row) in acc.iter().enumerate().take(nr) {
-                        std::ptr::copy_nonoverlapping(row.as_ptr(), out_rows[r], cols);
-                    }
                 } else {
-                    // A partial tile would read past the slice: plain loop into a buffer.
+                    // A partial tile goes through a buffer of whole tiles whose first `cols`
+                    // columns are then stored: a padded panel's tile is read whole by the same
+                    // kernel; weights read in place would run past the slice, so a plain loop.
                     let mut acc = [[F::ZERO; 32]; ROW_BLOCK];
-                    for (r, row) in acc.iter_mut().enumerate().take(nr) {
-                        if accumulate {
+                    if accumulate {
+                        for (r, row) in acc.iter_mut().enumerate().take(nr) {
                             std::ptr::copy_nonoverlapping(out_rows[r], row.as_mut_ptr(), cols);
                         }
-                        for kk in 0..depth {
-                            let hv = *lhs_rows[r].add(kk);
-                            for (j, a) in row.iter_mut().enumerate().take(cols) {
-                                *a += hv * *wt.add(kk * w_rs + j);
+                    }
+                    if seg.padded {
+                        let acc_rows: [*mut F; ROW_BLOCK] = std::array::from_fn(|r| acc[r].as_mut_ptr());
+                        tile_product(path, nr, depth, &lhs_rows, wt, w_rs, &acc_rows, accumulate);
+                    } else {
+                        for (r, row) in acc.iter_mut().enumerate().take(nr) {
+                            for kk in 0..depth {
+                                let hv = *lhs_rows[r].add(kk);
+                                for (j, a) in row.iter_mut().enumerate().take(cols) {
+                                    *a += hv * *wt.add(kk * w_rs + j);
+                                }
                             }
                         }
+                    }
+                    for (r, row) in acc.iter().enumerate().take(nr) {
                         std::ptr::copy_nonoverlapping(row.as_ptr(), out_rows[r], cols);
                     }
                 }
