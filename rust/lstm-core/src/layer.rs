@@ -496,9 +496,16 @@ fn alloc_for_overwrite<F: Real>(n: usize) -> Vec<F> {
     unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut F, n, v.capacity()) }
 }
 
-/// `out[rows, 4H] (+)= lhs[rows, I] · W^T`: one GEMM for many rows; for up to 64 rows
-/// (streaming, short sequences) the dot-form kernel on W in place, split over the threads, since a
-/// GEMM would pack all of W for a product that reads it once.
+/// Up to this many rows the input projection runs on packed panels and the tile kernel (which
+/// reaches the FMA peak) rather than the GEMM library, whose per-call packing and edge handling
+/// cost it half its speed at a few hundred rows.
+const PANEL_PROJECT_MAX_ROWS: usize = 1024;
+/// Bytes of input rows a projection chunk holds (they stay in L2 while the panel passes).
+const PROJECT_CHUNK_BYTES: usize = 512 << 10;
+
+/// `out[rows, 4H] (+)= lhs[rows, I] · W^T`, split over the threads by columns: the GEMM library
+/// for many rows; packed panels and the tile kernel for a few hundred; the dot-form kernel on W
+/// in place for a handful of rows, or up to 64 when W is too big to be worth packing.
 ///
 /// # Safety
 /// `lhs` holds `rows × i` values, `w` `g × i`, `out` `rows × g`.
@@ -514,11 +521,46 @@ unsafe fn project_inputs<F: Real>(
     out: &mut [F],
     accumulate: bool,
 ) {
-    if rows > 64 {
+    let out_ptr = Ptr::of(out);
+    let simd = matches!(path, KernelPath::Avx512 | KernelPath::Avx2);
+    if rows > PANEL_PROJECT_MAX_ROWS || (rows > 64 && !simd) {
         gemm(rows, g, i, out.as_mut_ptr(), g, 1, accumulate, lhs.as_ptr(), i, 1, w.as_ptr(), 1, i, threads);
         return;
     }
-    let out_ptr = Ptr::of(out);
+    if simd && (rows > 64 || (rows >= 8 && std::mem::size_of_val(w) <= PACK_MAX_BYTES)) {
+        // Each member packs its own columns of W into a panel and sweeps every row over it,
+        // in chunks whose inputs stay in L2 while the member's tiles pass.
+        let tw = tile_width::<F>();
+        let parts = threads.min(g.div_ceil(tw)).max(1);
+        let chunk = ((PROJECT_CHUNK_BYTES / (i.max(1) * std::mem::size_of::<F>())) / 8 * 8).max(8);
+        broadcast(parts, |m| {
+            let (c0, c1) = split_range(g, parts, m, tw);
+            if c1 > c0 {
+                let (panel, segs) = pack_rows(path, w, i, i, &[(c0, c0, c1 - c0)]);
+                for r0 in (0..rows).step_by(chunk) {
+                    let n = (rows - r0).min(chunk);
+                    // SAFETY: each part writes its own columns of `out`; rows r0..r0+n exist.
+                    unsafe {
+                        axpy_cols(
+                            path,
+                            n,
+                            i,
+                            lhs.as_ptr().add(r0 * i),
+                            i,
+                            panel.as_ptr(),
+                            tw,
+                            i * tw,
+                            &segs,
+                            out_ptr.at(r0 * g),
+                            g,
+                            accumulate,
+                        )
+                    };
+                }
+            }
+        });
+        return;
+    }
     let parts = threads.min(g.div_ceil(64)).max(1);
     broadcast(parts, |m| {
         let (c0, c1) = split_range(g, parts, m, 16);
@@ -628,12 +670,18 @@ enum StepProduct {
     Gemm,
 }
 
-fn step_strategy(batch: usize, steps: usize) -> StepProduct {
+/// Weights up to this size are worth packing into panels even for a few reads: the packed
+/// copy stays in the last-level cache and streams in order. Beyond it the pack is an extra pass
+/// through memory that costs more than reading the weights in place (dot form).
+const PACK_MAX_BYTES: usize = 24 << 20;
+
+fn step_strategy(batch: usize, steps: usize, r_bytes: usize) -> StepProduct {
     if batch > PANEL_MAX_BATCH {
         StepProduct::Gemm
-    } else if batch * steps >= 32 {
+    } else if batch * steps >= 32 || (batch * steps >= 8 && r_bytes <= PACK_MAX_BYTES) {
         // Packing costs about one step's weight traffic; the axpy kernel runs at close to the
-        // FMA peak where the dot form spends a third of its time reducing and storing.
+        // FMA peak where the dot form spends a third of its time reducing and storing, and a
+        // panel streams in order where the dot form reads sixteen rows a page apart.
         StepProduct::Panel
     } else {
         StepProduct::Dot
@@ -667,7 +715,7 @@ fn forward_steps<F: Real>(
     let half = dp.r_bf16.filter(|_| F::IS_F32 && b <= BF16_MAX_BATCH && r_bytes >= BF16_MIN_BYTES && w > 0);
     // The packed kernel reads whole chunks of sixteen: h is copied into zero-padded rows.
     let mut h_pad = vec![0f32; half.map_or(0, |hp| b * hp.padded_depth())];
-    let strategy = if half.is_some() { StepProduct::Dot } else { step_strategy(b, sched.max_len()) };
+    let strategy = if half.is_some() { StepProduct::Dot } else { step_strategy(b, sched.max_len(), r_bytes) };
     let (panel, segs) = match strategy {
         StepProduct::Panel if w > 0 => {
             let groups: Vec<(usize, usize, usize)> = (0..4).map(|blk| (blk * h + u0, blk * h + u0, w)).collect();
