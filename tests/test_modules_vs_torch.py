@@ -145,6 +145,31 @@ def test_packed_sequences_match_lengths(cfg, lengths, rng):
         np.testing.assert_allclose(m.grads[name], p.grad.numpy(), **tol, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_sequences_many_rows(dtype, rng):
+    """A batch big enough for the packed-panel input projection and the compacted weight
+    gradients, with lengths spread over 1..T (many short runs of running rows)."""
+    n_in, H, T, nb = 48, 40, 30, 40
+    t, m = _pair(n_in, H, dtype=dtype, num_layers=2, bidirectional=True)
+    lengths = rng.integers(1, T + 1, nb)
+    lengths[0] = T
+    xs, _, hs, cs = _shapes(m, T, nb)
+    x = rng.standard_normal(xs).astype(dtype)
+    xt = _t(x, True)
+    out, (hnt, cnt) = t(pack_padded_sequence(xt, torch.tensor(lengths), enforce_sorted=False))
+    yt, _ = pad_packed_sequence(out)
+    y, (h_n, c_n), tape = m.forward(x, lengths=lengths, requires_grad=True)
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else _TOL[np.float64]
+    np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(h_n, hnt.detach().numpy(), **tol)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    (yt * _t(dy)).sum().backward()
+    dx, _ = m.backward(tape, dy)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)
+    for name, p in t.named_parameters():
+        np.testing.assert_allclose(m.grads[name], p.grad.numpy(), **tol, err_msg=name)
+
+
 @pytest.mark.parametrize("cfg", [dict(), dict(num_layers=2, bidirectional=True, proj_size=2)],
                          ids=["default", "deep-bi-proj"])
 def test_unbatched_input(cfg, rng):

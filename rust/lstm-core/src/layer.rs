@@ -12,6 +12,8 @@
 //! Buffers are in *step space*: rows sorted by length (see [`Schedule`]), step `s` of a
 //! reverse direction being time `len - 1 - s` of its row. Nothing is allocated in the loop.
 
+use std::borrow::Cow;
+
 use crate::bf16::PackedBf16;
 use crate::error::{check_len, LstmError, Result};
 use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
@@ -380,12 +382,16 @@ fn forward_in_pool<F: Real>(
         .enumerate()
         .map(|(d, dp)| {
             let xs = (!sched.identity(dp.reverse)).then(|| gather_steps(sched, x, i, dp.reverse));
-            // Every element is written by the projection below (the bias is added in the
-            // point-wise pass, where the rows are hot), so the buffer skips zeroing.
+            // The projection below writes every running row (the bias is added in the
+            // point-wise pass, where the rows are hot) and the rows of ended sequences are
+            // zeroed, so the buffer skips a full zeroing.
             let mut gates = alloc_for_overwrite::<F>(s_len * b * g);
+            for (s, &n) in sched.active.iter().enumerate() {
+                gates[(s * b + n) * g..(s + 1) * b * g].fill(F::ZERO);
+            }
             let lhs = xs.as_deref().unwrap_or(x);
             // SAFETY: gates is [S*B, 4H]; lhs holds at least S*B rows of I; W is [4H, I].
-            unsafe { project_inputs(path, threads, s_len * b, i, g, lhs, dp.w, &mut gates, false) };
+            unsafe { project_inputs(path, threads, &sched.active_runs(), i, g, lhs, dp.w, &mut gates, false) };
             // Inference keeps only the cell states of the current and previous step (a ring of
             // two): each row's last state stays in slot `len % 2`, since ended rows are not
             // written again.
@@ -503,17 +509,19 @@ const PANEL_PROJECT_MAX_ROWS: usize = 1024;
 /// Bytes of input rows a projection chunk holds (they stay in L2 while the panel passes).
 const PROJECT_CHUNK_BYTES: usize = 512 << 10;
 
-/// `out[rows, 4H] (+)= lhs[rows, I] · W^T`, split over the threads by columns: the GEMM library
-/// for many rows; packed panels and the tile kernel for a few hundred; the dot-form kernel on W
-/// in place for a handful of rows, or up to 64 when W is too big to be worth packing.
+/// `out[r, 4H] (+)= lhs[r, I] · W^T` for the rows `r` of `runs` (`(first, count)`), split over
+/// the threads by columns: the GEMM library for one block of many rows; packed panels and the
+/// tile kernel for a few hundred rows or many short runs; the dot-form kernel on W in place for
+/// a handful of rows, or up to 64 when W is too big to be worth packing. Rows outside the runs
+/// are not written.
 ///
 /// # Safety
-/// `lhs` holds `rows × i` values, `w` `g × i`, `out` `rows × g`.
+/// `lhs` and `out` hold every row of `runs` (`i` and `g` values each), `w` `g × i`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn project_inputs<F: Real>(
     path: KernelPath,
     threads: usize,
-    rows: usize,
+    runs: &[(usize, usize)],
     i: usize,
     g: usize,
     lhs: &[F],
@@ -521,10 +529,28 @@ unsafe fn project_inputs<F: Real>(
     out: &mut [F],
     accumulate: bool,
 ) {
+    let rows: usize = runs.iter().map(|r| r.1).sum();
     let out_ptr = Ptr::of(out);
     let simd = matches!(path, KernelPath::Avx512 | KernelPath::Avx2);
-    if rows > PANEL_PROJECT_MAX_ROWS || (rows > 64 && !simd) {
-        gemm(rows, g, i, out.as_mut_ptr(), g, 1, accumulate, lhs.as_ptr(), i, 1, w.as_ptr(), 1, i, threads);
+    if (runs.len() == 1 && rows > PANEL_PROJECT_MAX_ROWS) || (rows > 64 && !simd) {
+        for &(first, n) in runs {
+            gemm(
+                n,
+                g,
+                i,
+                out_ptr.at(first * g),
+                g,
+                1,
+                accumulate,
+                lhs.as_ptr().add(first * i),
+                i,
+                1,
+                w.as_ptr(),
+                1,
+                i,
+                threads,
+            );
+        }
         return;
     }
     if simd && (rows > 64 || (rows >= 8 && std::mem::size_of_val(w) <= PACK_MAX_BYTES)) {
@@ -537,25 +563,27 @@ unsafe fn project_inputs<F: Real>(
             let (c0, c1) = split_range(g, parts, m, tw);
             if c1 > c0 {
                 let (panel, segs) = pack_rows(path, w, i, i, &[(c0, c0, c1 - c0)]);
-                for r0 in (0..rows).step_by(chunk) {
-                    let n = (rows - r0).min(chunk);
-                    // SAFETY: each part writes its own columns of `out`; rows r0..r0+n exist.
-                    unsafe {
-                        axpy_cols(
-                            path,
-                            n,
-                            i,
-                            lhs.as_ptr().add(r0 * i),
-                            i,
-                            panel.as_ptr(),
-                            tw,
-                            i * tw,
-                            &segs,
-                            out_ptr.at(r0 * g),
-                            g,
-                            accumulate,
-                        )
-                    };
+                for &(first, count) in runs {
+                    for r0 in (first..first + count).step_by(chunk) {
+                        let n = (first + count - r0).min(chunk);
+                        // SAFETY: each part writes its own columns of `out`; rows r0..r0+n exist.
+                        unsafe {
+                            axpy_cols(
+                                path,
+                                n,
+                                i,
+                                lhs.as_ptr().add(r0 * i),
+                                i,
+                                panel.as_ptr(),
+                                tw,
+                                i * tw,
+                                &segs,
+                                out_ptr.at(r0 * g),
+                                g,
+                                accumulate,
+                            )
+                        };
+                    }
                 }
             }
         });
@@ -566,10 +594,44 @@ unsafe fn project_inputs<F: Real>(
         let (c0, c1) = split_range(g, parts, m, 16);
         if c1 > c0 {
             let seg = [Segment { out_col: c0, width: c1 - c0, w_start: c0, padded: false }];
-            // SAFETY: each part writes its own columns of `out`.
-            unsafe { dot_rows(path, rows, i, lhs.as_ptr(), i, w.as_ptr(), i, &seg, out_ptr.at(0), g, accumulate) };
+            for &(first, n) in runs {
+                // SAFETY: each part writes its own columns of `out`.
+                unsafe {
+                    dot_rows(
+                        path,
+                        n,
+                        i,
+                        lhs.as_ptr().add(first * i),
+                        i,
+                        w.as_ptr(),
+                        i,
+                        &seg,
+                        out_ptr.at(first * g),
+                        g,
+                        accumulate,
+                    )
+                };
+            }
         }
     });
+}
+
+/// The rows of a matrix `width` values wide that `runs` names, as one block (borrowed as is
+/// when there are no runs: every row counts).
+fn running_rows<'a, F: Real>(m: &'a [F], width: usize, runs: Option<&[(usize, usize)]>) -> Cow<'a, [F]> {
+    match runs {
+        Some(r) => Cow::Owned(compact_rows(m, width, r)),
+        None => Cow::Borrowed(m),
+    }
+}
+
+/// The rows `runs` (`(first, count)`) of a matrix `width` values wide, copied into one block.
+fn compact_rows<F: Real>(m: &[F], width: usize, runs: &[(usize, usize)]) -> Vec<F> {
+    let mut out = Vec::with_capacity(runs.iter().map(|r| r.1).sum::<usize>() * width);
+    for &(first, count) in runs {
+        out.extend_from_slice(&m[first * width..(first + count) * width]);
+    }
+    out
 }
 
 /// Copies the input rows each step reads into step order (zeros where a row has ended).
@@ -930,18 +992,24 @@ fn backward_in_pool<F: Real>(
     let mut dh0 = vec![F::ZERO; nd * b * p];
     let mut dc0 = vec![F::ZERO; nd * b * h];
     let mut grads = Vec::with_capacity(nd);
+    // A variable-length batch multiplies only the rows that ran: they are copied into one
+    // block first (a small cost next to GEMMs over the padded rows, often twice as many).
+    let runs = (!sched.dense).then(|| sched.active_runs());
+    let rows = runs.as_ref().map_or(s_len * b, |_| sched.tokens());
+    let running = |m, width| running_rows(m, width, runs.as_deref());
     for (d, ((dp, tp), st)) in dirs.iter().zip(&tape.dirs).zip(&states).enumerate() {
-        let rows = s_len * b;
-        let xs = tp.xs.as_deref().unwrap_or(x);
+        let xs = running(tp.xs.as_deref().unwrap_or(x), i);
+        let dz = running(&st.dz, g);
+        let hs = running(&tp.h, p);
         let mut dw = vec![F::ZERO; g * i];
         let mut dr = vec![F::ZERO; g * p];
         let mut db = vec![F::ZERO; g];
-        // SAFETY: all matrices are sized by the checks above.
+        // SAFETY: all matrices are sized by the checks above; each holds `rows` rows.
         unsafe {
-            gemm(g, i, rows, dw.as_mut_ptr(), i, 1, false, st.dz.as_ptr(), 1, g, xs.as_ptr(), i, 1, threads);
-            gemm(g, p, rows, dr.as_mut_ptr(), p, 1, false, st.dz.as_ptr(), 1, g, tp.h.as_ptr(), p, 1, threads);
+            gemm(g, i, rows, dw.as_mut_ptr(), i, 1, false, dz.as_ptr(), 1, g, xs.as_ptr(), i, 1, threads);
+            gemm(g, p, rows, dr.as_mut_ptr(), p, 1, false, dz.as_ptr(), 1, g, hs.as_ptr(), p, 1, threads);
         }
-        for row in st.dz.chunks_exact(g) {
+        for row in dz.chunks_exact(g) {
             for (a, &v) in db.iter_mut().zip(row) {
                 *a += v;
             }
@@ -949,19 +1017,22 @@ fn backward_in_pool<F: Real>(
         if sched.identity(dp.reverse) {
             // SAFETY: dx is [T*B, I] with T*B == rows here.
             unsafe {
-                gemm(rows, i, g, dx.as_mut_ptr(), i, 1, true, st.dz.as_ptr(), g, 1, dp.w.as_ptr(), i, 1, threads);
+                gemm(rows, i, g, dx.as_mut_ptr(), i, 1, true, dz.as_ptr(), g, 1, dp.w.as_ptr(), i, 1, threads);
             }
         } else {
             let mut dxs = vec![F::ZERO; rows * i];
             // SAFETY: dxs is [rows, I].
             unsafe {
-                gemm(rows, i, g, dxs.as_mut_ptr(), i, 1, false, st.dz.as_ptr(), g, 1, dp.w.as_ptr(), i, 1, threads);
+                gemm(rows, i, g, dxs.as_mut_ptr(), i, 1, false, dz.as_ptr(), g, 1, dp.w.as_ptr(), i, 1, threads);
             }
+            // dxs holds the running (step, row) pairs in step-major order.
+            let mut src = dxs.chunks_exact(i);
             for s in 0..s_len {
                 for row in 0..sched.active[s] {
                     let t = sched.time_of(row, s, dp.reverse);
                     let dst = &mut dx[(t * b + sched.perm[row]) * i..][..i];
-                    for (a, &v) in dst.iter_mut().zip(&dxs[(s * b + row) * i..][..i]) {
+                    let from = if runs.is_some() { src.next() } else { dxs[(s * b + row) * i..].get(..i) };
+                    for (a, &v) in dst.iter_mut().zip(from.expect("one dx row per running step")) {
                         *a += v;
                     }
                 }
@@ -970,6 +1041,7 @@ fn backward_in_pool<F: Real>(
         let dproj = match (&st.dhtot, &tp.r) {
             (Some(dhtot), Some(r)) => {
                 let mut dwp = vec![F::ZERO; p * h];
+                let (dhtot, r) = (running(dhtot, p), running(r, h));
                 // SAFETY: dhtot is [rows, P], r is [rows, H].
                 unsafe {
                     gemm(p, h, rows, dwp.as_mut_ptr(), h, 1, false, dhtot.as_ptr(), 1, p, r.as_ptr(), h, 1, threads);

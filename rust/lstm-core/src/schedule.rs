@@ -79,11 +79,44 @@ impl Schedule {
     pub fn identity(&self, reverse: bool) -> bool {
         self.dense && !reverse
     }
+
+    /// The active `(step, row)` pairs as runs of consecutive rows of the step-major layout
+    /// `[max_len * batch]`, in order: `(first_row, count)`. Full steps in a row merge into one
+    /// run, so a dense schedule is a single run; the products over all steps (input projection,
+    /// weight gradients) then skip the rows that have ended, as PyTorch's packed sequences do.
+    pub fn active_runs(&self) -> Vec<(usize, usize)> {
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for (s, &n) in self.active.iter().enumerate() {
+            let first = s * self.batch;
+            match runs.last_mut() {
+                Some((f, c)) if *f + *c == first => *c += n,
+                _ if n > 0 => runs.push((first, n)),
+                _ => {}
+            }
+        }
+        runs
+    }
+
+    /// Active `(step, row)` pairs in all: the rows of [`Schedule::active_runs`].
+    pub fn tokens(&self) -> usize {
+        self.active.iter().sum()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_runs_cover_exactly_the_running_rows() {
+        let s = Schedule::new(4, 3, Some(&[2, 4, 1])).unwrap();
+        // Sorted lengths 4, 2, 1: step 0 full (rows 0..3), step 1 rows 3..5, steps 2-3 one each.
+        assert_eq!(s.active, vec![3, 2, 1, 1]);
+        assert_eq!(s.active_runs(), vec![(0, 5), (6, 1), (9, 1)]);
+        assert_eq!(s.tokens(), 7);
+        let dense = Schedule::new(5, 2, None).unwrap();
+        assert_eq!(dense.active_runs(), vec![(0, 10)]);
+    }
 
     #[test]
     fn sorts_longest_first_and_counts_active_rows() {
