@@ -14,6 +14,8 @@ use crate::real::Real;
 
 /// Bytes per column tile of [`axpy_cols`] (two AVX-512 registers, four AVX2 registers).
 const TILE_BYTES: usize = 128;
+/// Cache line bytes: packed panels start on one.
+const LINE: usize = 64;
 /// Input rows handled together: each weight load is reused this many times.
 const ROW_BLOCK: usize = 8;
 
@@ -174,15 +176,22 @@ pub(crate) fn pack_rows<F: Real>(
     groups: &[(usize, usize, usize)],
 ) -> (Vec<F>, Vec<Segment>) {
     let tw = tile_width::<F>();
+    // The panel starts on a cache line (the allocator only promises 16 bytes): every 64-byte
+    // load and store of the transpose and the tile kernel then touches one line, not two.
+    let lead = |p: *const F| (LINE - p as usize % LINE) % LINE / std::mem::size_of::<F>();
+    let mut total: usize = groups.iter().map(|&(_, _, count)| count.div_ceil(tw) * depth * tw).sum();
+    let mut panel: Vec<F> = Vec::with_capacity(total + LINE / std::mem::size_of::<F>());
+    let start = lead(panel.as_ptr());
+    panel.resize(start, F::ZERO);
+    total += start;
     let mut segs = Vec::with_capacity(groups.len());
-    let mut total = 0;
+    let mut off = start;
     for &(out_col, _, count) in groups {
-        segs.push(Segment { out_col, width: count, w_start: total, padded: true });
-        total += count.div_ceil(tw) * depth * tw;
+        segs.push(Segment { out_col, width: count, w_start: off, padded: true });
+        off += count.div_ceil(tw) * depth * tw;
     }
-    let mut panel: Vec<F> = Vec::with_capacity(total);
     let dst = panel.as_mut_ptr();
-    let mut off = 0;
+    let mut off = start;
     for &(_, row_start, count) in groups {
         for tile in 0..count.div_ceil(tw) {
             // Rows past the group repeat its last row: their columns are never stored.
@@ -194,7 +203,7 @@ pub(crate) fn pack_rows<F: Real>(
             off += depth * tw;
         }
     }
-    // SAFETY: every tile wrote all of its `depth * tw` values.
+    // SAFETY: every tile wrote all of its `depth * tw` values after the `start` zeros.
     unsafe { panel.set_len(total) };
     (panel, segs)
 }
@@ -247,7 +256,10 @@ pub(crate) fn pack_cols<F: Real>(
 ) -> (Vec<F>, Vec<Segment>) {
     let tw = tile_width::<F>();
     let mut segs = Vec::with_capacity(groups.len());
-    let mut panel = Vec::new();
+    let total: usize = groups.iter().map(|&(_, _, count)| count.div_ceil(tw) * depth * tw).sum();
+    let mut panel: Vec<F> = Vec::with_capacity(total + LINE / std::mem::size_of::<F>());
+    // Starts on a cache line, as in `pack_rows`.
+    panel.resize((LINE - panel.as_ptr() as usize % LINE) % LINE / std::mem::size_of::<F>(), F::ZERO);
     for &(out_col, col_start, count) in groups {
         segs.push(Segment { out_col, width: count, w_start: panel.len(), padded: true });
         for tile in 0..count.div_ceil(tw) {
