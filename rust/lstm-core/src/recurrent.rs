@@ -217,31 +217,36 @@ pub(crate) fn pack_rows<F: Real>(
 /// Each row pointer has `depth` readable values; `dst` has room for `depth * rows.len()`.
 unsafe fn transpose_tile<F: Real>(path: KernelPath, rows: &[*const F], depth: usize, dst: *mut F) {
     let tw = rows.len();
-    let mut k0 = 0;
+    // Sixteen values of each row at a time, so the sixteen destination rows being written stay
+    // in L1.
+    let scalar = |k0: usize, k1: usize| {
+        for kb in (k0..k1).step_by(16) {
+            for (j, &row) in rows.iter().enumerate() {
+                for kk in kb..(kb + 16).min(k1) {
+                    *dst.add(kk * tw + j) = *row.add(kk);
+                }
+            }
+        }
+    };
     #[cfg(target_arch = "x86_64")]
     if path == KernelPath::Avx512 && F::IS_F32 && tw.is_multiple_of(16) {
-        // SAFETY: `F` is f32 here (`Real` is sealed); the bounds are the caller's.
-        let whole = depth - depth % 16;
+        // The register blocks start where the rows reach a cache line (arrays from numpy are
+        // often 16 bytes off one), so no load straddles two lines.
+        let lead = ((LINE - rows[0] as usize % LINE) % LINE / 4).min(depth);
+        let whole = lead + (depth - lead) / 16 * 16;
+        scalar(0, lead);
         for half in 0..tw / 16 {
-            for kb in (0..whole).step_by(16) {
+            for kb in (lead..whole).step_by(16) {
                 let src: [*const f32; 16] = std::array::from_fn(|j| rows[16 * half + j].add(kb) as *const f32);
+                // SAFETY: `F` is f32 here (`Real` is sealed); the bounds are the caller's.
                 x86::transpose16(&src, (dst as *mut f32).add(kb * tw + 16 * half), tw);
             }
         }
-        k0 = whole;
+        scalar(whole, depth);
+        return;
     }
     let _ = path;
-    // The rest (or everything on other paths), sixteen values of each row at a time so the
-    // sixteen destination rows being written stay in L1.
-    while k0 < depth {
-        let k1 = (k0 + 16).min(depth);
-        for (j, &row) in rows.iter().enumerate() {
-            for kk in k0..k1 {
-                *dst.add(kk * tw + j) = *row.add(kk);
-            }
-        }
-        k0 = k1;
-    }
+    scalar(0, depth);
 }
 
 /// Packs column slices of a row-major matrix `w` (`depth` rows, row stride `w_rs`) for
