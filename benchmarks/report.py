@@ -114,15 +114,20 @@ def _mem_cell(row: Row) -> str:
     return f"{ours:.1f} MiB / -"
 
 
+def _fma(meta: dict[str, Any]) -> float:
+    return float(meta.get("fma_peak", {}).get("gflops", float("nan")))
+
+
 def table_rows(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the results table."""
-    header = ["case", "pass", "ours ms", "GFLOP/s", "% peak", "anchors (ms -> our speedup)",
-              "tape ours / torch"]
+    header = ["case", "pass", "ours ms", "GFLOP/s", "% peak", "% FMA",
+              "anchors (ms -> our speedup)", "tape ours / torch"]
     cells = []
     for r in rows:
-        pf = r.get("peak_fraction")
+        pf, ff = r.get("peak_fraction"), r.get("fma_fraction")
         cells.append([r["id"], r["pass"], _fmt_ms(r["ms"]), f"{r['gflops']:.1f}",
-                      "-" if pf is None else f"{100 * pf:.0f}%", _anchor_cells(r),
+                      "-" if pf is None else f"{100 * pf:.0f}%",
+                      "-" if ff is None else f"{100 * ff:.0f}%", _anchor_cells(r),
                       _mem_cell(r)])
     return header, cells
 
@@ -147,7 +152,10 @@ def format_markdown(rows: list[Row], targets: list[dict], meta: dict[str, Any]) 
         f"Measured {meta.get('started', '')} on {meta.get('cpu', 'this machine')} "
         f"({meta.get('cpu_count', '?')} CPUs), {meta.get('threads')} threads for every "
         f"contender; float32 GEMM peak {peak.get('gflops', float('nan')):.0f} GFLOP/s "
-        f"({peak.get('source', '')}); load average {meta.get('loadavg_start')}.",
+        f"({peak.get('source', '')}, the \"% peak\" column); float32 FMA peak "
+        f"{_fma(meta):.0f} GFLOP/s (fused multiply-adds from registers on every thread: the "
+        f"bound no product can beat, the \"% FMA\" column); load average "
+        f"{meta.get('loadavg_start')}.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -190,7 +198,8 @@ def print_report(rows: list[Row], targets: list[dict], meta: dict[str, Any],
     head = (f"pylstm {meta.get('pylstm', {}).get('version')} kernel "
             f"{meta.get('pylstm', {}).get('kernel')}, {meta.get('threads')} threads; "
             f"float32 GEMM peak {peak.get('gflops', float('nan')):.0f} GFLOP/s "
-            f"({peak.get('source')}); load average {meta.get('loadavg_start')} -> "
+            f"({peak.get('source')}), FMA peak {_fma(meta):.0f} GFLOP/s; load average "
+            f"{meta.get('loadavg_start')} -> "
             f"{meta.get('loadavg_end')}")
     console = None
     if use_rich:

@@ -31,7 +31,7 @@ import numpy as np
 import pylstm
 from benchmarks import cases as _cases
 from benchmarks import report
-from benchmarks.timing import TimingConfig, gemm_peak
+from benchmarks.timing import TimingConfig, fma_peak, gemm_peak
 
 __all__ = ["DEFAULT_JSON", "build_parser", "main", "run_suite"]
 
@@ -144,6 +144,10 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     peak = gemm_peak(threads, reps=5 if args.quick else 7)
     meta["gemm_peak"] = peak
     say(f"  {peak['gflops']:.1f} GFLOP/s ({peak['source']})", flush=True)
+    fma = fma_peak(threads)
+    meta["fma_peak"] = fma
+    say(f"float32 FMA peak (registers only, {threads} threads): {fma['gflops']:.1f} GFLOP/s",
+        flush=True)
     ctx = _cases.Context(threads=threads, timing=timing, latency_timing=lat,
                          peak_gflops=peak["gflops"], seed=args.seed, quick=bool(args.quick))
     rows: list[dict[str, Any]] = []
@@ -175,6 +179,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     say(f"  {peak_end['gflops']:.1f} GFLOP/s; using {best:.1f}", flush=True)
     for row in rows:
         row["peak_fraction"] = row["gflops"] / best if best > 0 else None
+        row["fma_fraction"] = row["gflops"] / fma["gflops"] if fma["gflops"] > 0 else None
     meta["loadavg_end"] = _loadavg()
     meta["elapsed_s"] = time.perf_counter() - t0
     targets = report.evaluate_targets(rows, _expected_counts(all_cases))

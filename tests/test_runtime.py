@@ -378,3 +378,23 @@ def test_gil_released_during_forward(restore_runtime):
     stamps = np.array(stamps)
     middle = stamps[(stamps > t0 + 0.02) & (stamps < t1 - 0.02)]
     assert middle.size > 100, (middle.size, t1 - t0)
+
+
+def test_fma_peak_measures_every_thread(restore_runtime):
+    from pylstm import _core
+
+    pylstm.set_num_threads(1)
+    one = _core.fma_peak(0.05)
+    assert np.isfinite(one) and one > 0.1
+    pylstm.set_num_threads(2)
+    two = _core.fma_peak(0.05)
+    assert np.isfinite(two) and two > 0.1
+    assert pylstm.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, float("nan"), 61.0])
+def test_fma_peak_rejects_bad_durations(seconds):
+    from pylstm import _core
+
+    with pytest.raises(pylstm.LstmValueError, match="seconds: expected a duration"):
+        _core.fma_peak(seconds)

@@ -7,7 +7,9 @@
 //!
 //! The time loop runs on a persistent team of threads with one barrier per step; the
 //! point-wise gate and cell update is one fused pass compiled per instruction set and chosen at
-//! run time ([`kernel::KernelPath`]); matrix products go to the `gemm` crate.
+//! run time ([`kernel::KernelPath`]). The per-step products and most input projections run on
+//! register-blocked kernels over weights packed into panels per call; large products go to the
+//! `gemm` crate.
 #![deny(missing_docs)]
 
 pub mod activation;
@@ -17,6 +19,7 @@ mod fused;
 pub mod kernel;
 pub mod layer;
 pub mod network;
+pub mod peak;
 pub mod real;
 mod recurrent;
 pub mod schedule;
@@ -30,6 +33,7 @@ pub use layer::{
     layer_backward, layer_forward, DirGrads, DirParams, GateOrder, LayerGrads, LayerOutput, LayerShape, LayerTape,
 };
 pub use network::{network_backward, network_forward, NetworkGrads, NetworkOutput, NetworkTape};
+pub use peak::fma_peak_gflops;
 pub use real::Real;
 pub use schedule::Schedule;
 pub use threads::{num_threads, reset_after_fork, set_inline_work, set_num_threads};

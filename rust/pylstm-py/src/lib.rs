@@ -66,6 +66,19 @@ mod _core {
         lstm_core::kernel::kernel_env_warning()
     }
 
+    /// Float32 GFLOP/s of the engine's threads running fused multiply-adds from registers
+    /// for about `seconds`: the arithmetic peak no matrix product can beat.
+    #[pyfunction]
+    fn fma_peak(py: Python<'_>, seconds: f64) -> PyResult<f64> {
+        if !(seconds.is_finite() && seconds > 0.0 && seconds <= 60.0) {
+            return Err(errors::LstmValueError::new_err(format!(
+                "seconds: expected a duration in (0, 60], got {seconds}"
+            )));
+        }
+        let d = std::time::Duration::from_secs_f64(seconds);
+        py.detach(|| lstm_core::fma_peak_gflops(d)).map_err(errors::to_py)
+    }
+
     /// Forgets the thread pool: call in a forked child.
     #[pyfunction]
     fn reset_after_fork() {
