@@ -229,20 +229,27 @@ unsafe fn transpose_tile<F: Real>(path: KernelPath, rows: &[*const F], depth: us
         }
     };
     #[cfg(target_arch = "x86_64")]
-    if path == KernelPath::Avx512 && F::IS_F32 && tw.is_multiple_of(16) {
+    if path == KernelPath::Avx512 && F::IS_F32 && tw.is_multiple_of(16) && depth >= 16 {
         // The register blocks start where the rows reach a cache line (arrays from numpy are
-        // often 16 bytes off one), so no load straddles two lines.
-        let lead = ((LINE - rows[0] as usize % LINE) % LINE / 4).min(depth);
+        // often 16 bytes off one), so no load straddles two lines; the values before and after
+        // are covered by one unaligned block at each end, overlapping the aligned ones (the
+        // overlap is written twice with the same values).
+        let lead = (LINE - rows[0] as usize % LINE) % LINE / 4;
         let whole = lead + (depth - lead) / 16 * 16;
-        scalar(0, lead);
+        let mut starts: Vec<usize> = (lead..whole).step_by(16).collect();
+        if lead > 0 {
+            starts.push(0);
+        }
+        if whole < depth {
+            starts.push(depth - 16);
+        }
         for half in 0..tw / 16 {
-            for kb in (lead..whole).step_by(16) {
+            for &kb in &starts {
                 let src: [*const f32; 16] = std::array::from_fn(|j| rows[16 * half + j].add(kb) as *const f32);
-                // SAFETY: `F` is f32 here (`Real` is sealed); the bounds are the caller's.
+                // SAFETY: `F` is f32 here (`Real` is sealed); kb + 16 <= depth.
                 x86::transpose16(&src, (dst as *mut f32).add(kb * tw + 16 * half), tw);
             }
         }
-        scalar(whole, depth);
         return;
     }
     let _ = path;
@@ -941,6 +948,27 @@ mod tests {
                             for c in [0, 1, 2, 43, 49, 100, 103] {
                                 assert_eq!(out[r * out_rs + c].to_f64(), 1.0);
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn panel_transpose_matches_naive_at_every_alignment() {
+        for path in PATHS.into_iter().filter(|p| p.supported()) {
+            for depth in [1usize, 15, 16, 17, 31, 33, 100] {
+                for shift in 0..16 {
+                    let w: Vec<f32> = (0..shift + 32 * depth).map(|i| val(i, 101)).collect();
+                    let src = &w[shift..];
+                    let rows: [*const f32; 32] = std::array::from_fn(|j| src[j * depth..].as_ptr());
+                    let mut out = vec![f32::NAN; 32 * depth];
+                    // SAFETY: 32 rows of `depth` values; `out` holds depth * 32.
+                    unsafe { transpose_tile(path, &rows, depth, out.as_mut_ptr()) };
+                    for kk in 0..depth {
+                        for j in 0..32 {
+                            assert_eq!(out[kk * 32 + j], src[j * depth + kk], "{path:?} depth {depth} shift {shift}");
                         }
                     }
                 }
