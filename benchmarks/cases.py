@@ -52,7 +52,7 @@ LATENCY_HIDDEN = [256, 1024]
 QUICK = {
     "inference/h512-b1-t25", "inference/h1024-b4-t25", "inference/h512-b16-t25",
     "training/h512-b16-t25", "varlen/h256-b32-t150", "bidir/h256-b32-t200-fwdbwd",
-    "latency/h256", "threads/h512-b16-t25", "bf16/h1024-b1-t25",
+    "latency/h256", "threads/h512-b16-t25", "bf16/h1024-b1-t25", "packed/h512-b4-t25",
 }
 
 LATENCY_BLOCK = 20  # steps timed together per latency sample
@@ -196,21 +196,21 @@ def _inference(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
     return run
 
 
-def _bf16(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
-    """The opt-in bfloat16 recurrent weights (``LSTM(..., bf16_weights=True)``, packed once per
-    module) vs onnxruntime and vs the same module in float32; reported apart from the targets,
-    with the error it costs against float32."""
+def _module_variant(group: str, option: str, label: str, plain: str, hidden: int, batch: int,
+                    steps: int) -> Callable[[Context], Row]:
+    """An opt-in module option (``LSTM(..., <option>=True)``) vs onnxruntime and vs the same
+    module without it (anchor ``plain``); reported apart from the targets, with the difference
+    it makes to the output."""
     def run(ctx: Context) -> Row:
         rng = np.random.default_rng(ctx.seed)
-        m = pylstm.LSTM(hidden, hidden, seed=ctx.seed, bf16_weights=True)
+        m = pylstm.LSTM(hidden, hidden, seed=ctx.seed, **{option: True})
         m32 = pylstm.LSTM(hidden, hidden, seed=ctx.seed)
         x = rng.standard_normal((steps, batch, hidden)).astype(np.float32)
         y16, y32 = m(x)[0], m32(x)[0]
-        fns: dict[str, Callable[[], Any]] = {"ours": lambda: m(x), "ours_float32": lambda: m32(x)}
-        notes: dict[str, str | None] = {"ours_float32": None}
+        fns: dict[str, Callable[[], Any]] = {"ours": lambda: m(x), plain: lambda: m32(x)}
+        notes: dict[str, str | None] = {plain: None}
         err = _maxdiff(y16, y32)
-        check: dict[str, float] = {"ours_float32": err,
-                                   "ours_float32_rel": err / float(np.abs(y32).max())}
+        check: dict[str, float] = {plain: err, f"{plain}_rel": err / float(np.abs(y32).max())}
         missing = anchors.ort_missing()
         if missing:
             notes["onnxruntime"] = f"missing: {missing}"
@@ -222,10 +222,25 @@ def _bf16(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
             notes["onnxruntime"] = None
             check["onnxruntime"] = _maxdiff(y16, sess.run(None, feeds)[0][:, 0])
         times = measure(fns, ctx.timing)
-        return _row(ctx, f"bf16/h{hidden}-b{batch}-t{steps}", "bf16", "forward, bf16 R",
+        return _row(ctx, f"{group}/h{hidden}-b{batch}-t{steps}", group, label,
                     lstm_flops(hidden, hidden, batch, steps), times, notes, hidden=hidden,
                     input_size=hidden, batch=batch, steps=steps, max_abs_diff=check)
     return run
+
+
+def _bf16(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
+    """The opt-in bfloat16 recurrent weights (``LSTM(..., bf16_weights=True)``, packed once per
+    module) vs onnxruntime and vs the same module in float32, with the error it costs."""
+    return _module_variant("bf16", "bf16_weights", "forward, bf16 R", "ours_float32", hidden,
+                           batch, steps)
+
+
+def _packed(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
+    """The opt-in float32 weights packed once per module (``LSTM(..., packed_weights=True)``,
+    as onnxruntime packs a model's constant weights) vs onnxruntime and vs the same module
+    packing per call."""
+    return _module_variant("packed", "packed_weights", "forward, W/R packed once",
+                           "ours_per_call", hidden, batch, steps)
 
 
 def _training(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
@@ -542,6 +557,8 @@ def all_cases() -> list[Case]:
 
     for h, b, t in INFERENCE_SHAPES + LARGE_BATCH_SHAPES:
         add(f"inference/h{h}-b{b}-t{t}", "inference", _inference(h, b, t))
+    for h, b, t in INFERENCE_SHAPES + LARGE_BATCH_SHAPES:
+        add(f"packed/h{h}-b{b}-t{t}", "packed", _packed(h, b, t))
     for h, b, t in BF16_SHAPES:
         add(f"bf16/h{h}-b{b}-t{t}", "bf16", _bf16(h, b, t))
     for h, b, t in TRAINING_SHAPES:

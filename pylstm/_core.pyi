@@ -12,6 +12,7 @@ __all__ = [
     "EngineError",
     "LstmValueError",
     "PackedRecurrent",
+    "PackedWeights",
     "ShapeError",
     "Tape",
     "TapeError",
@@ -24,6 +25,7 @@ __all__ = [
     "network_forward",
     "num_threads",
     "pack_bf16",
+    "pack_weights",
     "reset_after_fork",
     "set_kernel",
     "set_num_threads",
@@ -52,6 +54,17 @@ class PackedRecurrent:
 
 def pack_bf16(r: npt.NDArray[np.float32], hidden_size: int) -> PackedRecurrent: ...
 
+@final
+class PackedWeights:
+    @property
+    def dims(self) -> tuple[int, int, int]: ...
+    @property
+    def nbytes(self) -> int: ...
+
+def pack_weights(
+    w: npt.NDArray[np.float32], r: npt.NDArray[np.float32], hidden_size: int
+) -> PackedWeights: ...
+
 _Activation = tuple[str, float | None, float | None]
 _Layer = Sequence[Sequence[Any]]
 
@@ -72,6 +85,7 @@ def network_forward(
     masks: Sequence[npt.NDArray[np.floating[Any]] | None] | None = None,
     keep_tape: bool = False,
     bf16_weights: bool | Sequence[Sequence[PackedRecurrent]] | None = None,
+    packed_weights: Sequence[Sequence[PackedWeights]] | None = None,
 ) -> tuple[Any, Any, Any, Tape | None]: ...
 def network_backward(
     tape: Tape,

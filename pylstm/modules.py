@@ -177,15 +177,22 @@ class LSTM(_ParamModule):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, dtype: Any = np.float32, seed: int | None = None,
-                 bf16_weights: bool = False) -> None:
+                 bf16_weights: bool = False, packed_weights: bool = False) -> None:
         super().__init__(dtype, seed)
-        if bf16_weights and self.dtype != np.float32:
-            raise DTypeError(f"bf16_weights: expected dtype float32, got {self.dtype}")
+        for name, flag in (("bf16_weights", bf16_weights), ("packed_weights", packed_weights)):
+            if flag and self.dtype != np.float32:
+                raise DTypeError(f"{name}: expected dtype float32, got {self.dtype}")
         #: Opt-in: inference on the Rust backend reads the recurrent weights rounded to
         #: bfloat16 where that pays (see ``pylstm.functional.lstm``), packed once per
         #: version of the parameters (call ``mark_updated()`` after writing into them in
         #: place); forwards for training (``requires_grad=True``) stay float32.
         self.bf16_weights = bool(bf16_weights)
+        #: Opt-in: inference on the Rust backend reads ``weight_ih`` and ``weight_hh`` from
+        #: float32 copies packed once per version of the parameters into the layout the
+        #: kernels stream (as onnxruntime packs a model's constant weights), instead of packing
+        #: them on every call; same results. Call ``mark_updated()`` after writing into the
+        #: parameters in place (the optimisers and ``load_state_dict`` do).
+        self.packed_weights = bool(packed_weights)
         self.input_size = _checks.positive_int("input_size", input_size)
         self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
         self.num_layers = _checks.positive_int("num_layers", num_layers)
@@ -243,24 +250,39 @@ class LSTM(_ParamModule):
             layers.append(dirs)
         return layers
 
-    def _packed_bf16(self) -> list:
-        """The recurrent weights rounded to bfloat16 and packed, once per version of the
-        parameters: rebuilt when ``mark_updated()`` (called by ``load_state_dict`` and the
-        optimisers) bumps the version or a parameter array is replaced, as the onnxruntime
-        backend's session cache is."""
-        names = [f"weight_hh_l{layer}" + ("_reverse" if d else "")
-                 for layer in range(self.num_layers) for d in range(self.num_directions)]
+    def _cached_packs(self, kind: str, names: list[list[str]], pack: Any) -> list:
+        """``pack(*arrays)`` per layer and direction of the parameters ``names``, built once per
+        version of the parameters: rebuilt when ``mark_updated()`` (called by
+        ``load_state_dict`` and the optimisers) bumps the version or a parameter array is
+        replaced, as the onnxruntime backend's session cache is."""
+        flat = [n for group in names for n in group]
         key = (self._params_version,
                tuple((id(self.parameters[n]), self.parameters[n].__array_interface__["data"][0])
-                     for n in names))
-        cached = getattr(self, "_bf16_cache", None)
+                     for n in flat))
+        caches = self.__dict__.setdefault("_pack_caches", {})
+        cached = caches.get(kind)
         if cached is None or cached[0] != key:
-            packs = [_core.pack_bf16(np.ascontiguousarray(self._param(n)), self.hidden_size)
-                     for n in names]
+            packs = [pack(*(np.ascontiguousarray(self._param(n)) for n in group))
+                     for group in names]
             nd = self.num_directions
             cached = (key, [packs[i:i + nd] for i in range(0, len(packs), nd)])
-            self._bf16_cache = cached
+            caches[kind] = cached
         return cached[1]
+
+    def _suffixes(self) -> list[str]:
+        return [f"_l{layer}" + ("_reverse" if d else "")
+                for layer in range(self.num_layers) for d in range(self.num_directions)]
+
+    def _packed_bf16(self) -> list:
+        """The recurrent weights rounded to bfloat16 and packed, per layer and direction."""
+        return self._cached_packs("bf16", [["weight_hh" + s] for s in self._suffixes()],
+                                  lambda r: _core.pack_bf16(r, self.hidden_size))
+
+    def _packed_f32(self) -> list:
+        """``weight_ih`` and ``weight_hh`` packed for the kernels, per layer and direction."""
+        return self._cached_packs("f32", [["weight_ih" + s, "weight_hh" + s]
+                                          for s in self._suffixes()],
+                                  lambda w, r: _core.pack_weights(w, r, self.hidden_size))
 
     def _prepare(self, x: Any, hx: Any, lengths: Any) -> dict[str, Any]:
         x = _to_numpy(x) if hasattr(x, "detach") else x
@@ -346,7 +368,9 @@ class LSTM(_ParamModule):
             activations=[_DEFAULT_ACTS] * self.num_directions, h0=prep["h0"], c0=prep["c0"],
             lengths=prep["lens"], masks=self._masks(prep["steps"], prep["batch"]),
             keep_tape=requires_grad,
-            bf16_weights=self._packed_bf16() if self.bf16_weights and not requires_grad else None)
+            bf16_weights=self._packed_bf16() if self.bf16_weights and not requires_grad else None,
+            packed_weights=(self._packed_f32() if self.packed_weights and not requires_grad
+                            else None))
         y, state, out_steps = self._finish(y, hn, cn, prep)
         tape = None
         if requires_grad:

@@ -80,9 +80,9 @@ def test_module_packs_once_and_notices_updates():
         np.testing.assert_allclose(c, c_ref, rtol=1e-5, atol=2e-6)
 
     check()
-    first = m._bf16_cache[1][0][0]
+    first = m._pack_caches["bf16"][1][0][0]
     m(x)
-    assert m._bf16_cache[1][0][0] is first, "packed weights were rebuilt without a change"
+    assert m._pack_caches["bf16"][1][0][0] is first, "packed weights were rebuilt without a change"
     # An in-place write announced with mark_updated() is picked up ...
     m.parameters["weight_hh_l1_reverse"][...] *= -1
     m.mark_updated()

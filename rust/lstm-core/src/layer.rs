@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use crate::bf16::PackedBf16;
 use crate::error::{check_len, LstmError, Result};
 use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
+use crate::packed::{PackedPanel, PANEL_UNITS};
 use crate::real::Real;
 use crate::recurrent::{axpy_cols, dot_rows, pack_cols, pack_rows, reversed_blocks, tile_width, Segment};
 use crate::schedule::Schedule;
@@ -80,6 +81,11 @@ pub struct DirParams<'a, F> {
     /// Float32 inference only: `r` rounded to bfloat16 and packed ([`PackedBf16`]); where given,
     /// small-batch steps read it instead of `r`, for half the memory traffic.
     pub r_bf16: Option<&'a PackedBf16>,
+    /// Float32 only: `w` packed once ([`PackedPanel`]); the input projection reads it instead
+    /// of packing `w` per call (same arithmetic, same results).
+    pub w_packed: Option<&'a PackedPanel>,
+    /// Float32 only: `r` packed once; the time loop reads it instead of packing `r` per call.
+    pub r_packed: Option<&'a PackedPanel>,
     /// Combined bias `[4H]` (both biases added), if any.
     pub bias: Option<&'a [F]>,
     /// Peephole weights `[3H]` (i, o, f), if any.
@@ -216,6 +222,22 @@ fn validate<F: Real>(shape: &LayerShape, dirs: &[DirParams<'_, F>], sched: &Sche
                     packed.dims(),
                     (h, p)
                 )));
+            }
+        }
+        for (name, packed, depth) in [("W", d.w_packed, i), ("R", d.r_packed, p)] {
+            if let Some(pk) = packed {
+                if !F::IS_F32 {
+                    return Err(LstmError::Value(format!(
+                        "packed weights: {name} packed as float32, the layer runs float64"
+                    )));
+                }
+                if pk.dims() != (h, depth) {
+                    return Err(LstmError::Shape(format!(
+                        "packed weights: {name} packed for (hidden, depth) = {:?}, the layer has {:?}",
+                        pk.dims(),
+                        (h, depth)
+                    )));
+                }
             }
         }
         if let Some(b) = d.bias {
@@ -391,7 +413,9 @@ fn forward_in_pool<F: Real>(
             }
             let lhs = xs.as_deref().unwrap_or(x);
             // SAFETY: gates is [S*B, 4H]; lhs holds at least S*B rows of I; W is [4H, I].
-            unsafe { project_inputs(path, threads, &sched.active_runs(), i, g, lhs, dp.w, &mut gates, false) };
+            unsafe {
+                project_inputs(path, threads, &sched.active_runs(), i, g, lhs, dp.w, dp.w_packed, &mut gates, false)
+            };
             // Inference keeps only the cell states of the current and previous step (a ring of
             // two): each row's last state stays in slot `len % 2`, since ended rows are not
             // written again.
@@ -526,12 +550,48 @@ unsafe fn project_inputs<F: Real>(
     g: usize,
     lhs: &[F],
     w: &[F],
+    packed: Option<&PackedPanel>,
     out: &mut [F],
     accumulate: bool,
 ) {
     let rows: usize = runs.iter().map(|r| r.1).sum();
     let out_ptr = Ptr::of(out);
     let simd = matches!(path, KernelPath::Avx512 | KernelPath::Avx2);
+    let chunk = ((PROJECT_CHUNK_BYTES / (i.max(1) * std::mem::size_of::<F>())) / 8 * 8).max(8);
+    if let Some(pk) = packed.filter(|_| F::IS_F32 && rows > 0) {
+        // W packed once: each member sweeps the rows over its hidden units' tiles in place.
+        let (h, tw) = (g / 4, tile_width::<F>());
+        let parts = threads.min(h.div_ceil(PANEL_UNITS)).max(1);
+        broadcast(parts, |m| {
+            let (u0, u1) = split_range(h, parts, m, PANEL_UNITS);
+            if u1 > u0 {
+                let segs = pk.segments(u0, u1);
+                for &(first, count) in runs {
+                    for r0 in (first..first + count).step_by(chunk) {
+                        let n = (first + count - r0).min(chunk);
+                        // SAFETY: `F` is f32 here; each part writes its own units' columns.
+                        unsafe {
+                            axpy_cols(
+                                path,
+                                n,
+                                i,
+                                lhs.as_ptr().add(r0 * i),
+                                i,
+                                pk.as_ptr() as *const F,
+                                tw,
+                                i * tw,
+                                &segs,
+                                out_ptr.at(r0 * g),
+                                g,
+                                accumulate,
+                            )
+                        };
+                    }
+                }
+            }
+        });
+        return;
+    }
     if (runs.len() == 1 && rows > PANEL_PROJECT_MAX_ROWS) || (rows > 64 && !simd) {
         for &(first, n) in runs {
             gemm(
@@ -558,7 +618,6 @@ unsafe fn project_inputs<F: Real>(
         // in chunks whose inputs stay in L2 while the member's tiles pass.
         let tw = tile_width::<F>();
         let parts = threads.min(g.div_ceil(tw)).max(1);
-        let chunk = ((PROJECT_CHUNK_BYTES / (i.max(1) * std::mem::size_of::<F>())) / 8 * 8).max(8);
         broadcast(parts, |m| {
             let (c0, c1) = split_range(g, parts, m, tw);
             if c1 > c0 {
@@ -765,7 +824,9 @@ fn forward_steps<F: Real>(
     let (b, h, p) = (sched.batch, shape.hidden, shape.out());
     let g = 4 * h;
     let blocks = shape.order.blocks();
-    let (u0, u1) = split_range(h, k, m, 16);
+    // R packed once is read in place, each member from the tile its units start on.
+    let packed_r = dp.r_packed.filter(|_| F::IS_F32 && b <= PANEL_MAX_BATCH);
+    let (u0, u1) = split_range(h, k, m, if packed_r.is_some() { PANEL_UNITS } else { 16 });
     let (p0, p1) = split_range(p, k, m, 16);
     let w = u1 - u0;
     let peep = peep_views(dp.peephole, h, u0, u1);
@@ -777,9 +838,16 @@ fn forward_steps<F: Real>(
     let half = dp.r_bf16.filter(|_| F::IS_F32 && b <= BF16_MAX_BATCH && r_bytes >= BF16_MIN_BYTES && w > 0);
     // The packed kernel reads whole chunks of sixteen: h is copied into zero-padded rows.
     let mut h_pad = vec![0f32; half.map_or(0, |hp| b * hp.padded_depth())];
-    let strategy = if half.is_some() { StepProduct::Dot } else { step_strategy(b, sched.max_len(), r_bytes) };
-    let (panel, segs) = match strategy {
-        StepProduct::Panel if w > 0 => {
+    let strategy = if half.is_some() {
+        StepProduct::Dot
+    } else if packed_r.is_some() {
+        StepProduct::Panel
+    } else {
+        step_strategy(b, sched.max_len(), r_bytes)
+    };
+    let (panel, segs) = match (strategy, packed_r) {
+        (StepProduct::Panel, Some(pk)) => (Vec::new(), pk.segments(u0, u1)),
+        (StepProduct::Panel, None) if w > 0 => {
             let groups: Vec<(usize, usize, usize)> = (0..4).map(|blk| (blk * h + u0, blk * h + u0, w)).collect();
             pack_rows(path, dp.r, p, p, &groups)
         }
@@ -790,6 +858,8 @@ fn forward_steps<F: Real>(
                 .collect(),
         ),
     };
+    // SAFETY (of the cast): `packed_r` is only set for f32.
+    let panel_ptr: *const F = packed_r.map_or(panel.as_ptr(), |pk| pk.as_ptr() as *const F);
     let bias = dp.bias.map(|bv| blocks.map(|blk| &bv[blk * h + u0..blk * h + u1]));
     let tw = tile_width::<F>();
     let segs_back = match strategy {
@@ -818,7 +888,7 @@ fn forward_steps<F: Real>(
                 } else if strategy == StepProduct::Dot {
                     dot_rows(path, n, p, hprev, hrs, dp.r.as_ptr(), p, segs, gates_s, g, true);
                 } else if strategy == StepProduct::Panel {
-                    axpy_cols(path, n, p, hprev, hrs, panel.as_ptr(), tw, p * tw, segs, gates_s, g, true);
+                    axpy_cols(path, n, p, hprev, hrs, panel_ptr, tw, p * tw, segs, gates_s, g, true);
                 } else if k == 1 {
                     gemm(n, g, p, gates_s, g, 1, true, hprev, hrs, 1, dp.r.as_ptr(), 1, p, 1);
                 } else {

@@ -19,6 +19,7 @@ mod fused;
 pub mod kernel;
 pub mod layer;
 pub mod network;
+pub mod packed;
 pub mod peak;
 pub mod real;
 mod recurrent;
@@ -33,6 +34,7 @@ pub use layer::{
     layer_backward, layer_forward, DirGrads, DirParams, GateOrder, LayerGrads, LayerOutput, LayerShape, LayerTape,
 };
 pub use network::{network_backward, network_forward, NetworkGrads, NetworkOutput, NetworkTape};
+pub use packed::PackedPanel;
 pub use peak::fma_peak_gflops;
 pub use real::Real;
 pub use schedule::Schedule;

@@ -17,7 +17,7 @@ mod _core {
     #[pymodule_export]
     use crate::network::{network_backward, network_forward, Tape};
     #[pymodule_export]
-    use crate::packed::{pack_bf16, PackedRecurrent};
+    use crate::packed::{pack_bf16, pack_weights, PackedRecurrent, PackedWeights};
 
     /// Number of threads the engine uses.
     #[pyfunction]

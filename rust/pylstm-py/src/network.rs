@@ -12,7 +12,7 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::arrays::{borrow, borrow_opt, data};
 use crate::errors::{to_py, DTypeError, LstmValueError, ShapeError, TapeError};
-use crate::packed::PackedRecurrent;
+use crate::packed::{PackedRecurrent, PackedWeights};
 
 /// Settings fixed by the forward pass and reused by the backward pass.
 #[derive(Clone, Debug)]
@@ -150,6 +150,7 @@ fn dir_params<'a, F: Element + Real>(
     reverse: &[bool],
     ops: &[CellOps],
     halves: &[Vec<&'a PackedBf16>],
+    packs: &[Vec<&'a PackedWeights>],
 ) -> Vec<Vec<DirParams<'a, F>>> {
     b.iter()
         .enumerate()
@@ -160,6 +161,8 @@ fn dir_params<'a, F: Element + Real>(
                     w: a[0].as_ref().map(data).unwrap_or(&[]),
                     r: a[1].as_ref().map(data).unwrap_or(&[]),
                     r_bf16: halves.get(l).and_then(|v| v.get(d)).copied(),
+                    w_packed: packs.get(l).and_then(|v| v.get(d)).map(|p| &p.w),
+                    r_packed: packs.get(l).and_then(|v| v.get(d)).map(|p| &p.r),
                     bias: a[2].as_ref().map(data),
                     peephole: a[3].as_ref().map(data),
                     proj: a[4].as_ref().map(data),
@@ -223,6 +226,32 @@ fn half_weights<'py, F: Element + Real>(
     Ok((given, Vec::new()))
 }
 
+/// The weights `packed_weights` gives: one `pack_weights` result per layer and direction
+/// (float32 only; their sizes are checked against each layer by the engine).
+fn packed_weights<'py, F: Element + Real>(
+    spec: Option<&Bound<'py, PyAny>>,
+    cfg: &NetConfig,
+) -> PyResult<Vec<Vec<Bound<'py, PackedWeights>>>> {
+    let Some(spec) = spec.filter(|v| !v.is_none()) else { return Ok(Vec::new()) };
+    if !F::IS_F32 {
+        return Err(DTypeError::new_err("packed_weights: expected float32 inputs, got float64"));
+    }
+    let given: Vec<Vec<Bound<'py, PackedWeights>>> = spec.extract().map_err(|_| {
+        LstmValueError::new_err(
+            "packed_weights: expected a list (per layer) of lists (per direction) of packed weights from pack_weights",
+        )
+    })?;
+    let nd = cfg.reverse.len();
+    if given.len() != cfg.layers || given.iter().any(|l| l.len() != nd) {
+        return Err(ShapeError::new_err(format!(
+            "packed_weights: expected {} layers of {nd} packed weights, got {:?}",
+            cfg.layers,
+            given.iter().map(Vec::len).collect::<Vec<_>>()
+        )));
+    }
+    Ok(given)
+}
+
 fn to_numpy<'py, F: Element>(py: Python<'py>, v: Vec<F>, shape: Vec<usize>) -> PyResult<Bound<'py, PyAny>> {
     Ok(v.into_pyarray(py).reshape(shape)?.into_any())
 }
@@ -237,7 +266,7 @@ fn forward_typed<'py, F: Element + Real>(
     c0: Option<&Bound<'py, PyAny>>,
     lengths: Option<Vec<i64>>,
     masks: Option<&Bound<'py, PyList>>,
-    (keep_tape, bf16): (bool, Option<&Bound<'py, PyAny>>),
+    (keep_tape, bf16, packed): (bool, Option<&Bound<'py, PyAny>>, Option<&Bound<'py, PyAny>>),
     wrap: fn(NetworkTape<F>) -> TapeData,
 ) -> PyResult<Forward<'py>> {
     let nd = cfg.reverse.len();
@@ -274,7 +303,9 @@ fn forward_typed<'py, F: Element + Real>(
     } else {
         given.iter().map(|l| l.iter().map(|p| &p.get().inner).collect()).collect()
     };
-    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &halves);
+    let given_packs = packed_weights::<F>(packed, &cfg)?;
+    let packs: Vec<Vec<&PackedWeights>> = given_packs.iter().map(|l| l.iter().map(|p| p.get()).collect()).collect();
+    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &halves, &packs);
     let xs = data(&xa);
     let h0s = h0a.as_ref().map(data);
     let c0s = c0a.as_ref().map(data);
@@ -297,8 +328,10 @@ fn forward_typed<'py, F: Element + Real>(
 /// `[T, B, I]`. Returns `(y [T, B, D*P], h_n [L*D, B, P], c_n [L*D, B, H], tape or None)`.
 /// `bf16_weights` (float32 inference only): `True` rounds each R to bfloat16 for this call, or
 /// a list per layer of lists per direction of `pack_bf16` results, packed once by the caller.
+/// `packed_weights` (float32): a list per layer of lists per direction of `pack_weights`
+/// results; the call then reads W and R from them instead of packing its own.
 #[pyfunction]
-#[pyo3(signature = (x, layers, *, hidden_size, proj_size, order, reverse, activations, clip=None, input_forget=false, h0=None, c0=None, lengths=None, masks=None, keep_tape=false, bf16_weights=None))]
+#[pyo3(signature = (x, layers, *, hidden_size, proj_size, order, reverse, activations, clip=None, input_forget=false, h0=None, c0=None, lengths=None, masks=None, keep_tape=false, bf16_weights=None, packed_weights=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn network_forward<'py>(
     py: Python<'py>,
@@ -317,6 +350,7 @@ pub fn network_forward<'py>(
     masks: Option<&Bound<'py, PyList>>,
     keep_tape: bool,
     bf16_weights: Option<&Bound<'py, PyAny>>,
+    packed_weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Forward<'py>> {
     let nd = reverse.len();
     if nd == 0 || nd > 2 {
@@ -347,12 +381,30 @@ pub fn network_forward<'py>(
     };
     let dtype: String = x.getattr("dtype")?.str()?.to_string();
     match dtype.as_str() {
-        "float32" => {
-            forward_typed::<f32>(py, x, layers, cfg, h0, c0, lengths, masks, (keep_tape, bf16_weights), TapeData::F32)
-        }
-        "float64" => {
-            forward_typed::<f64>(py, x, layers, cfg, h0, c0, lengths, masks, (keep_tape, bf16_weights), TapeData::F64)
-        }
+        "float32" => forward_typed::<f32>(
+            py,
+            x,
+            layers,
+            cfg,
+            h0,
+            c0,
+            lengths,
+            masks,
+            (keep_tape, bf16_weights, packed_weights),
+            TapeData::F32,
+        ),
+        "float64" => forward_typed::<f64>(
+            py,
+            x,
+            layers,
+            cfg,
+            h0,
+            c0,
+            lengths,
+            masks,
+            (keep_tape, bf16_weights, packed_weights),
+            TapeData::F64,
+        ),
         other => Err(DTypeError::new_err(format!("X: expected dtype float32 or float64, got {other}"))),
     }
 }
@@ -380,7 +432,7 @@ fn backward_typed<'py, F: Element + Real>(
     let dya = borrow_opt::<F>("dy", dy)?;
     let dha = borrow_opt::<F>("dh_n", dhn)?;
     let dca = borrow_opt::<F>("dc_n", dcn)?;
-    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &[]);
+    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &[], &[]);
     let (dys, dhs, dcs) = (dya.as_ref().map(data), dha.as_ref().map(data), dca.as_ref().map(data));
     let shape = cfg.shape;
     let g = py.detach(|| core_backward(&shape, &params, tape, dys, dhs, dcs)).map_err(to_py)?;

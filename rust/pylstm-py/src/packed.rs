@@ -1,7 +1,7 @@
 //! `pack_bf16`: recurrent weights rounded to bfloat16 and packed once, for modules that run
 //! many inference calls on the same weights.
 
-use lstm_core::PackedBf16;
+use lstm_core::{PackedBf16, PackedPanel};
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
@@ -51,4 +51,64 @@ pub fn pack_bf16(py: Python<'_>, r: &Bound<'_, PyAny>, hidden_size: usize) -> Py
     let depth = shape[1];
     let inner = py.detach(|| PackedBf16::new(values, hidden_size, depth)).map_err(to_py)?;
     Ok(PackedRecurrent { inner })
+}
+
+/// Float32 `W` and `R` of one direction packed once into the panels the engine's kernels
+/// stream. Opaque; pass to `network_forward(..., packed_weights=[[packed per direction] per
+/// layer])`.
+#[pyclass(module = "pylstm._core", frozen)]
+pub struct PackedWeights {
+    pub(crate) w: PackedPanel,
+    pub(crate) r: PackedPanel,
+}
+
+#[pymethods]
+impl PackedWeights {
+    /// `(hidden_size, input columns of W, columns of R)`.
+    #[getter]
+    fn dims(&self) -> (usize, usize, usize) {
+        (self.w.dims().0, self.w.dims().1, self.r.dims().1)
+    }
+
+    /// Bytes held.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.w.nbytes() + self.r.nbytes()
+    }
+}
+
+/// A float32 `[4 * hidden_size, columns]` C-contiguous matrix named `name`, checked.
+fn weights_f32<'py>(name: &str, a: &Bound<'py, PyAny>, hidden_size: usize) -> PyResult<PyReadonlyArrayDyn<'py, f32>> {
+    let arr: PyReadonlyArrayDyn<'py, f32> = a.extract().map_err(|_| {
+        let got = a.getattr("dtype").and_then(|d| d.str().map(|s| s.to_string())).unwrap_or_else(|_| "?".into());
+        DTypeError::new_err(format!("{name}: expected a float32 array for packing, got dtype {got}"))
+    })?;
+    let shape = arr.shape().to_vec();
+    if shape.len() != 2 || shape[0] != 4 * hidden_size {
+        return Err(ShapeError::new_err(format!(
+            "{name}: expected shape [4*hidden_size, columns] = [{}, columns], got {shape:?}",
+            4 * hidden_size
+        )));
+    }
+    if !arr.is_c_contiguous() {
+        return Err(ShapeError::new_err(format!("{name}: expected a C-contiguous array")));
+    }
+    Ok(arr)
+}
+
+/// Packs one direction's float32 `w` (`[4 * hidden_size, I]`) and `r` (`[4 * hidden_size, P]`).
+#[pyfunction]
+pub fn pack_weights(
+    py: Python<'_>,
+    w: &Bound<'_, PyAny>,
+    r: &Bound<'_, PyAny>,
+    hidden_size: usize,
+) -> PyResult<PackedWeights> {
+    let (wa, ra) = (weights_f32("W", w, hidden_size)?, weights_f32("R", r, hidden_size)?);
+    let (wd, rd) = (wa.shape()[1], ra.shape()[1]);
+    let (wv, rv) = (data(&wa), data(&ra));
+    py.detach(|| {
+        Ok(PackedWeights { w: PackedPanel::new(wv, hidden_size, wd)?, r: PackedPanel::new(rv, hidden_size, rd)? })
+    })
+    .map_err(to_py)
 }
