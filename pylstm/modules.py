@@ -158,6 +158,27 @@ class _ParamModule:
     def _accumulate(self, name: str, grad: np.ndarray) -> None:
         self.grads[name] += grad
 
+    def _cached_packs(self, kind: str, names: list[list[str]], pack: Any,
+                      per_layer: int = 1) -> list:
+        """``pack(*arrays)`` for each group of parameters ``names`` (``per_layer`` groups to a
+        layer, one per direction), as a list per layer; built once per
+        version of the parameters: rebuilt when ``mark_updated()`` (called by
+        ``load_state_dict`` and the optimisers) bumps the version or a parameter array is
+        replaced, as the onnxruntime backend's session cache is."""
+        flat = [n for group in names for n in group]
+        key = (self._params_version,
+               tuple((id(self.parameters[n]), self.parameters[n].__array_interface__["data"][0])
+                     for n in flat))
+        caches = self.__dict__.setdefault("_pack_caches", {})
+        cached = caches.get(kind)
+        if cached is None or cached[0] != key:
+            packs = [pack(*(np.ascontiguousarray(self._param(n)) for n in group))
+                     for group in names]
+            nd = per_layer
+            cached = (key, [packs[i:i + nd] for i in range(0, len(packs), nd)])
+            caches[kind] = cached
+        return cached[1]
+
     def _backend(self, backend: str | None):
         from pylstm.backends import get_backend
 
@@ -250,25 +271,6 @@ class LSTM(_ParamModule):
             layers.append(dirs)
         return layers
 
-    def _cached_packs(self, kind: str, names: list[list[str]], pack: Any) -> list:
-        """``pack(*arrays)`` per layer and direction of the parameters ``names``, built once per
-        version of the parameters: rebuilt when ``mark_updated()`` (called by
-        ``load_state_dict`` and the optimisers) bumps the version or a parameter array is
-        replaced, as the onnxruntime backend's session cache is."""
-        flat = [n for group in names for n in group]
-        key = (self._params_version,
-               tuple((id(self.parameters[n]), self.parameters[n].__array_interface__["data"][0])
-                     for n in flat))
-        caches = self.__dict__.setdefault("_pack_caches", {})
-        cached = caches.get(kind)
-        if cached is None or cached[0] != key:
-            packs = [pack(*(np.ascontiguousarray(self._param(n)) for n in group))
-                     for group in names]
-            nd = self.num_directions
-            cached = (key, [packs[i:i + nd] for i in range(0, len(packs), nd)])
-            caches[kind] = cached
-        return cached[1]
-
     def _suffixes(self) -> list[str]:
         return [f"_l{layer}" + ("_reverse" if d else "")
                 for layer in range(self.num_layers) for d in range(self.num_directions)]
@@ -276,13 +278,15 @@ class LSTM(_ParamModule):
     def _packed_bf16(self) -> list:
         """The recurrent weights rounded to bfloat16 and packed, per layer and direction."""
         return self._cached_packs("bf16", [["weight_hh" + s] for s in self._suffixes()],
-                                  lambda r: _core.pack_bf16(r, self.hidden_size))
+                                  lambda r: _core.pack_bf16(r, self.hidden_size),
+                                  self.num_directions)
 
     def _packed_f32(self) -> list:
         """``weight_ih`` and ``weight_hh`` packed for the kernels, per layer and direction."""
         return self._cached_packs("f32", [["weight_ih" + s, "weight_hh" + s]
                                           for s in self._suffixes()],
-                                  lambda w, r: _core.pack_weights(w, r, self.hidden_size))
+                                  lambda w, r: _core.pack_weights(w, r, self.hidden_size),
+                                  self.num_directions)
 
     def _prepare(self, x: Any, hx: Any, lengths: Any) -> dict[str, Any]:
         x = _to_numpy(x) if hasattr(x, "detach") else x
@@ -447,8 +451,14 @@ class LSTMCell(_ParamModule):
     """One LSTM step with PyTorch's ``nn.LSTMCell`` semantics: ``h, c = cell(x, (h, c))``."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 dtype: Any = np.float32, seed: int | None = None) -> None:
+                 dtype: Any = np.float32, seed: int | None = None,
+                 packed_weights: bool = False) -> None:
         super().__init__(dtype, seed)
+        if packed_weights and self.dtype != np.float32:
+            raise DTypeError(f"packed_weights: expected dtype float32, got {self.dtype}")
+        #: Opt-in, as for :class:`LSTM`: inference reads the weights from float32 copies packed
+        #: once per version of the parameters (``mark_updated()`` after in-place writes).
+        self.packed_weights = bool(packed_weights)
         self.input_size = _checks.positive_int("input_size", input_size)
         self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
         self.bias = bool(bias)
@@ -503,7 +513,11 @@ class LSTMCell(_ParamModule):
             np.ascontiguousarray(xb[None]), layers, hidden_size=self.hidden_size, proj_size=0,
             order="torch", reverse=[False], activations=[_DEFAULT_ACTS],
             h0=None if h0 is None else np.ascontiguousarray(h0),
-            c0=None if c0 is None else np.ascontiguousarray(c0), keep_tape=requires_grad)
+            c0=None if c0 is None else np.ascontiguousarray(c0), keep_tape=requires_grad,
+            packed_weights=(self._cached_packs(
+                "f32", [["weight_ih", "weight_hh"]],
+                lambda w, r: _core.pack_weights(w, r, self.hidden_size))
+                if self.packed_weights and not requires_grad else None))
         h, c = hn[0], cn[0]
         if unbatched:
             h, c = h[0], c[0]

@@ -136,3 +136,19 @@ def test_network_forward_checks_the_packs():
         layers64 = [[tuple(None if a is None else a.astype(np.float64) for a in d)
                      for d in layer] for layer in layers]
         _core.network_forward(x.astype(np.float64), layers64, packed_weights=[[good]], **kw)
+
+
+def test_cell_same_results_and_updates():
+    cell = pylstm.LSTMCell(45, 70, seed=0, packed_weights=True)
+    ref = pylstm.LSTMCell(45, 70, seed=0)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 45)).astype(np.float32)
+    hx = tuple(rng.standard_normal((3, 70)).astype(np.float32) for _ in range(2))
+    for _ in range(2):
+        for got, want in zip(cell(x, hx), ref(x, hx), strict=True):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+        for mod in (cell, ref):
+            mod.parameters["weight_hh"][...] *= -1
+        cell.mark_updated()
+    with pytest.raises(pylstm.DTypeError, match="packed_weights: expected dtype float32"):
+        pylstm.LSTMCell(4, 8, dtype=np.float64, packed_weights=True)
