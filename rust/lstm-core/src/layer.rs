@@ -644,6 +644,7 @@ unsafe fn project_inputs<F: Real>(
                         };
                     }
                 }
+                crate::scratch::recycle(panel);
             }
         });
         return;
@@ -929,6 +930,7 @@ fn forward_steps<F: Real>(
         }
         barrier.wait();
     }
+    crate::scratch::recycle(panel);
 }
 
 /// Runs the backward pass of one layer through time. `x` is the layer's input of the forward
@@ -1238,4 +1240,5 @@ fn backward_steps<F: Real>(
             }
         }
     }
+    crate::scratch::recycle(panel);
 }

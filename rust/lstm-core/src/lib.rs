@@ -24,6 +24,7 @@ pub mod peak;
 pub mod real;
 mod recurrent;
 pub mod schedule;
+mod scratch;
 pub mod threads;
 
 pub use activation::Activation;

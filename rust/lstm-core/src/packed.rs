@@ -8,7 +8,7 @@
 
 use crate::error::{check_len, Result};
 use crate::kernel::active_kernel;
-use crate::recurrent::{pack_rows, tile_width, Segment};
+use crate::recurrent::{pack_rows_fresh, tile_width, Segment};
 
 /// Hidden units per tile: a thread's slice of a packed panel starts on a tile.
 pub(crate) const PANEL_UNITS: usize = 32;
@@ -29,7 +29,7 @@ impl PackedPanel {
     pub fn new(w: &[f32], hidden: usize, depth: usize) -> Result<Self> {
         check_len("weights", 4 * hidden * depth, w.len())?;
         let groups: Vec<(usize, usize, usize)> = (0..4).map(|blk| (blk * hidden, blk * hidden, hidden)).collect();
-        let (panel, segs) = pack_rows(active_kernel(), w, depth, depth, &groups);
+        let (panel, segs) = pack_rows_fresh(active_kernel(), w, depth, depth, &groups);
         let starts = std::array::from_fn(|blk| segs[blk].w_start);
         Ok(PackedPanel { panel, starts, hidden, depth })
     }

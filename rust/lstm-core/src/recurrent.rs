@@ -175,12 +175,35 @@ pub(crate) fn pack_rows<F: Real>(
     depth: usize,
     groups: &[(usize, usize, usize)],
 ) -> (Vec<F>, Vec<Segment>) {
+    pack_rows_in(path, w, w_rs, depth, groups, crate::scratch::take)
+}
+
+/// [`pack_rows`] into a buffer of its own (for a panel kept beyond the call), not one of the
+/// thread's kept buffers.
+pub(crate) fn pack_rows_fresh<F: Real>(
+    path: KernelPath,
+    w: &[F],
+    w_rs: usize,
+    depth: usize,
+    groups: &[(usize, usize, usize)],
+) -> (Vec<F>, Vec<Segment>) {
+    pack_rows_in(path, w, w_rs, depth, groups, Vec::with_capacity)
+}
+
+fn pack_rows_in<F: Real>(
+    path: KernelPath,
+    w: &[F],
+    w_rs: usize,
+    depth: usize,
+    groups: &[(usize, usize, usize)],
+    alloc: impl FnOnce(usize) -> Vec<F>,
+) -> (Vec<F>, Vec<Segment>) {
     let tw = tile_width::<F>();
     // The panel starts on a cache line (the allocator only promises 16 bytes): every 64-byte
     // load and store of the transpose and the tile kernel then touches one line, not two.
     let lead = |p: *const F| (LINE - p as usize % LINE) % LINE / std::mem::size_of::<F>();
     let mut total: usize = groups.iter().map(|&(_, _, count)| count.div_ceil(tw) * depth * tw).sum();
-    let mut panel: Vec<F> = Vec::with_capacity(total + LINE / std::mem::size_of::<F>());
+    let mut panel: Vec<F> = alloc(total + LINE / std::mem::size_of::<F>());
     let start = lead(panel.as_ptr());
     panel.resize(start, F::ZERO);
     total += start;
@@ -269,7 +292,7 @@ pub(crate) fn pack_cols<F: Real>(
     let tw = tile_width::<F>();
     let mut segs = Vec::with_capacity(groups.len());
     let total: usize = groups.iter().map(|&(_, _, count)| count.div_ceil(tw) * depth * tw).sum();
-    let mut panel: Vec<F> = Vec::with_capacity(total + LINE / std::mem::size_of::<F>());
+    let mut panel: Vec<F> = crate::scratch::take(total + LINE / std::mem::size_of::<F>());
     // Starts on a cache line, as in `pack_rows`.
     panel.resize((LINE - panel.as_ptr() as usize % LINE) % LINE / std::mem::size_of::<F>(), F::ZERO);
     for &(out_col, col_start, count) in groups {
