@@ -5,6 +5,9 @@ Groups:
 
 * ``inference``: ``functional.lstm`` forward vs onnxruntime's CPU LSTM (same ``W``, ``R``, ``B``),
   DeepBench inference shapes (input = hidden).
+* ``packed``: the opt-in float32 weights packed once per module (``LSTM(...,
+  packed_weights=True)``) on the inference shapes, vs onnxruntime and the module packing per
+  call; outside the targets.
 * ``bf16``: the opt-in bfloat16 recurrent weights (``LSTM(..., bf16_weights=True)``) on the
   inference shapes where they engage, vs onnxruntime and our float32; outside the targets.
 * ``training``: ``LSTM.forward(requires_grad=True)`` + ``LSTM.backward`` vs ``torch.nn.LSTM``

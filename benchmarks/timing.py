@@ -116,8 +116,6 @@ _GEMM_SCRIPT = """
 import sys, time, json
 import numpy as np
 
-import pylstm
-from pylstm import _core
 n, reps = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)
 a = rng.standard_normal((n, n), dtype=np.float32)

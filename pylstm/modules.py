@@ -179,6 +179,13 @@ class _ParamModule:
             caches[kind] = cached
         return cached[1]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Packed weights are derived, engine-owned copies: rebuilt on the next call after
+        # unpickling or copying, never pickled.
+        state = dict(self.__dict__)
+        state.pop("_pack_caches", None)
+        return state
+
     def _backend(self, backend: str | None):
         from pylstm.backends import get_backend
 

@@ -152,3 +152,26 @@ def test_cell_same_results_and_updates():
         cell.mark_updated()
     with pytest.raises(pylstm.DTypeError, match="packed_weights: expected dtype float32"):
         pylstm.LSTMCell(4, 8, dtype=np.float64, packed_weights=True)
+
+
+def test_packs_are_for_inference_only():
+    m = pylstm.LSTM(5, 8, seed=0)
+    x = np.zeros((3, 2, 5), np.float32)
+    good = _core.pack_weights(m.parameters["weight_ih_l0"], m.parameters["weight_hh_l0"], 8)
+    with pytest.raises(pylstm.LstmValueError, match="packed_weights: inference only"):
+        _core.network_forward(x, m._core_layers(), hidden_size=8, proj_size=0, order="torch",
+                              reverse=[False], keep_tape=True, packed_weights=[[good]],
+                              activations=[[("Sigmoid", None, None), ("Tanh", None, None),
+                                            ("Tanh", None, None)]])
+
+
+def test_module_with_packs_pickles_and_copies():
+    import copy
+    import pickle
+
+    m = pylstm.LSTM(5, 8, seed=0, packed_weights=True)
+    x = np.random.default_rng(6).standard_normal((4, 2, 5)).astype(np.float32)
+    y = m(x)[0]
+    for other in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+        assert other.packed_weights
+        np.testing.assert_array_equal(other(x)[0], y)

@@ -555,6 +555,20 @@ unsafe fn project_inputs<F: Real>(
     accumulate: bool,
 ) {
     let rows: usize = runs.iter().map(|r| r.1).sum();
+    if runs.len() > 1 {
+        // Many short runs (a variable-length batch): one product over a compacted copy, so the
+        // weights are swept once rather than once per run; then the rows go back in place.
+        let lhs_c = compact_rows(lhs, i, runs);
+        let mut out_c = if accumulate { compact_rows(out, g, runs) } else { alloc_for_overwrite::<F>(rows * g) };
+        project_inputs(path, threads, &[(0, rows)], i, g, &lhs_c, w, packed, &mut out_c, accumulate);
+        let mut src = out_c.chunks_exact(g);
+        for &(first, count) in runs {
+            for row in out[first * g..(first + count) * g].chunks_exact_mut(g) {
+                row.copy_from_slice(src.next().expect("one projected row per running row"));
+            }
+        }
+        return;
+    }
     let out_ptr = Ptr::of(out);
     let simd = matches!(path, KernelPath::Avx512 | KernelPath::Avx2);
     let chunk = ((PROJECT_CHUNK_BYTES / (i.max(1) * std::mem::size_of::<F>())) / 8 * 8).max(8);
@@ -832,9 +846,10 @@ fn forward_steps<F: Real>(
     let w = u1 - u0;
     let peep = peep_views(dp.peephole, h, u0, u1);
     // How this member multiplies h by its rows of R (all four gates of its units) each step:
-    // small batches read R in place (dot form); larger ones transpose the slice once into a
-    // panel the axpy kernel streams with eight rows per weight load; the largest use GEMM.
-    // bfloat16 weights pay where the step is bound by reading them: small batches.
+    // a panel of its slice (packed once per module, or transposed here once per call) that the
+    // tile kernel streams with up to eight rows per weight load; R in place (dot form) only for
+    // very short calls or R too big to pack; GEMM for the largest batches. bfloat16 weights pay
+    // where the step is bound by reading them: small batches.
     let r_bytes = std::mem::size_of_val(dp.r);
     let half = dp.r_bf16.filter(|_| F::IS_F32 && b <= BF16_MAX_BATCH && r_bytes >= BF16_MIN_BYTES && w > 0);
     // The packed kernel reads whole chunks of sixteen: h is copied into zero-padded rows.
@@ -847,7 +862,7 @@ fn forward_steps<F: Real>(
         step_strategy(b, sched.max_len(), r_bytes)
     };
     let (panel, segs) = match (strategy, packed_r) {
-        (StepProduct::Panel, Some(pk)) => (Vec::new(), pk.segments(u0, u1)),
+        (StepProduct::Panel, Some(pk)) if w > 0 => (Vec::new(), pk.segments(u0, u1)),
         (StepProduct::Panel, None) if w > 0 => {
             let groups: Vec<(usize, usize, usize)> = (0..4).map(|blk| (blk * h + u0, blk * h + u0, w)).collect();
             pack_rows(path, dp.r, p, p, &groups)

@@ -1,5 +1,6 @@
 //! This machine's float32 arithmetic peak, measured: every pool thread runs a loop of
-//! independent fused multiply-adds on registers only, on the widest SIMD path, all at once.
+//! independent fused multiply-adds on registers only, all at once, with AVX-512 or AVX2 where
+//! the kernel path is one of those (elsewhere a scalar loop, which understates the peak).
 //! Nothing that multiplies matrices (an LSTM step, a GEMM) can go faster, so benchmarks report
 //! their speed against it next to the GEMM peak.
 

@@ -1,10 +1,10 @@
-//! The small matrix products of one time step, reading the weights where they lie (no
-//! packing, so nothing to re-pack per call or to go stale when weights change in place):
+//! The register-blocked matrix products of the engine:
 //!
 //! - [`dot_rows`]: `out[r, c] (+)= Σ_k lhs[r, k] · W[row(c), k]` — rows of a row-major weight
-//!   matrix against a few input rows (the forward recurrent and small input projections);
-//! - [`axpy_cols`]: `out[r, c] (+)= Σ_k lhs[r, k] · W[k, col(c)]` — a column slice of a
-//!   row-major matrix (the backward recurrent product).
+//!   matrix read in place against a few input rows (very short calls, weights too big to pack);
+//! - [`axpy_cols`]: `out[r, c] (+)= Σ_k lhs[r, k] · W[k, col(c)]` — the tile kernel, over a
+//!   panel packed by [`pack_rows`] (the forward step and input projection) or [`pack_cols`] (the
+//!   backward step), or a column slice of a row-major matrix in place.
 //!
 //! Both are register-blocked with explicit AVX-512 / AVX2 intrinsics for f32 and f64, chosen
 //! at run time; the scalar path is the reference they are tested against.
@@ -167,7 +167,8 @@ unsafe fn dot_block<F: Real>(
 /// [`axpy_cols`]: for each `(out_col, row_start, count)` group, tiles of `T` rows (128 bytes of
 /// columns) transposed to `[depth][T]`, contiguous so the kernel streams them in order. Returns
 /// the panel and the segments that address it (`w_rs = T`, `tile_step = depth * T`). The
-/// transposition gathers 16 (8) strided values per instruction on AVX-512.
+/// transposition runs in 16 x 16 register blocks for f32 on AVX-512, else in cache-sized
+/// blocks; the buffer is one the thread kept from an earlier call where possible.
 pub(crate) fn pack_rows<F: Real>(
     path: KernelPath,
     w: &[F],
@@ -515,7 +516,7 @@ mod x86 {
             }
 
             /// Dispatches on the row count: blocks of at most `$maxr` rows (what the register
-            /// file holds), the k loop unrolled so about eight accumulators stay live.
+            /// file holds), the k loop unrolled so eight to sixteen accumulators stay live.
             #[target_feature(enable = $feat)]
             pub(in crate::recurrent) unsafe fn $entry(
                 nr: usize,

@@ -231,8 +231,14 @@ fn half_weights<'py, F: Element + Real>(
 fn packed_weights<'py, F: Element + Real>(
     spec: Option<&Bound<'py, PyAny>>,
     cfg: &NetConfig,
+    keep_tape: bool,
 ) -> PyResult<Vec<Vec<Bound<'py, PackedWeights>>>> {
     let Some(spec) = spec.filter(|v| !v.is_none()) else { return Ok(Vec::new()) };
+    if keep_tape {
+        // The backward pass reads W and R themselves: a stale pack would give gradients of
+        // different weights than the forward used.
+        return Err(LstmValueError::new_err("packed_weights: inference only, got keep_tape=True"));
+    }
     if !F::IS_F32 {
         return Err(DTypeError::new_err("packed_weights: expected float32 inputs, got float64"));
     }
@@ -303,7 +309,7 @@ fn forward_typed<'py, F: Element + Real>(
     } else {
         given.iter().map(|l| l.iter().map(|p| &p.get().inner).collect()).collect()
     };
-    let given_packs = packed_weights::<F>(packed, &cfg)?;
+    let given_packs = packed_weights::<F>(packed, &cfg, keep_tape)?;
     let packs: Vec<Vec<&PackedWeights>> = given_packs.iter().map(|l| l.iter().map(|p| p.get()).collect()).collect();
     let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &halves, &packs);
     let xs = data(&xa);
