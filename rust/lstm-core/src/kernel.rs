@@ -607,7 +607,10 @@ mod tests {
                     let got = run(path, &case, &ops, peep);
                     for (k, (r, g)) in reference.iter().zip(&got).enumerate() {
                         for j in 0..w {
-                            let tol = 2e-5 * (1.0 + r[j].abs());
+                            // Absolute slack for derivatives at saturation: where a gate is within
+                            // an ulp or two of ±1, 1 - t² is 0 on one path and ~1e-7 on the other,
+                            // times factors up to ~100 here (seen: 2.04e-5 vs 0).
+                            let tol = 1e-4 + 2e-5 * r[j].abs();
                             prop_assert!((r[j] - g[j]).abs() <= tol,
                                 "{:?} {:?} array {} unit {}: scalar {} simd {}", path, ops, k, j, r[j], g[j]);
                         }
