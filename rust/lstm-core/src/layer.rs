@@ -574,34 +574,26 @@ unsafe fn project_inputs<F: Real>(
     let chunk = ((PROJECT_CHUNK_BYTES / (i.max(1) * std::mem::size_of::<F>())) / 8 * 8).max(8);
     if let Some(pk) = packed.filter(|_| F::IS_F32 && rows > 0) {
         // W packed once: each member sweeps the rows over its hidden units' tiles in place.
-        let (h, tw) = (g / 4, tile_width::<F>());
+        let h = g / 4;
         let parts = threads.min(h.div_ceil(PANEL_UNITS)).max(1);
         broadcast(parts, |m| {
             let (u0, u1) = split_range(h, parts, m, PANEL_UNITS);
             if u1 > u0 {
-                let segs = pk.segments(u0, u1);
-                for &(first, count) in runs {
-                    for r0 in (first..first + count).step_by(chunk) {
-                        let n = (first + count - r0).min(chunk);
-                        // SAFETY: `F` is f32 here; each part writes its own units' columns.
-                        unsafe {
-                            axpy_cols(
-                                path,
-                                n,
-                                i,
-                                lhs.as_ptr().add(r0 * i),
-                                i,
-                                pk.as_ptr() as *const F,
-                                tw,
-                                i * tw,
-                                &segs,
-                                out_ptr.at(r0 * g),
-                                g,
-                                accumulate,
-                            )
-                        };
-                    }
-                }
+                // SAFETY: `F` is f32 here; each part writes its own units' columns.
+                unsafe {
+                    sweep_panel(
+                        path,
+                        runs,
+                        chunk,
+                        i,
+                        g,
+                        lhs,
+                        pk.as_ptr() as *const F,
+                        &pk.segments(u0, u1),
+                        out_ptr,
+                        accumulate,
+                    )
+                };
             }
         });
         return;
@@ -636,28 +628,8 @@ unsafe fn project_inputs<F: Real>(
             let (c0, c1) = split_range(g, parts, m, tw);
             if c1 > c0 {
                 let (panel, segs) = pack_rows(path, w, i, i, &[(c0, c0, c1 - c0)]);
-                for &(first, count) in runs {
-                    for r0 in (first..first + count).step_by(chunk) {
-                        let n = (first + count - r0).min(chunk);
-                        // SAFETY: each part writes its own columns of `out`; rows r0..r0+n exist.
-                        unsafe {
-                            axpy_cols(
-                                path,
-                                n,
-                                i,
-                                lhs.as_ptr().add(r0 * i),
-                                i,
-                                panel.as_ptr(),
-                                tw,
-                                i * tw,
-                                &segs,
-                                out_ptr.at(r0 * g),
-                                g,
-                                accumulate,
-                            )
-                        };
-                    }
-                }
+                // SAFETY: each part writes its own columns of `out`.
+                unsafe { sweep_panel(path, runs, chunk, i, g, lhs, panel.as_ptr(), &segs, out_ptr, accumulate) };
                 crate::scratch::recycle(panel);
             }
         });
@@ -688,6 +660,34 @@ unsafe fn project_inputs<F: Real>(
             }
         }
     });
+}
+
+/// `out[r] (+)= lhs[r] · panel` over `segs` for the rows of `runs`, in chunks of `chunk` rows
+/// (their inputs stay in L2 while the panel's tiles pass).
+///
+/// # Safety
+/// As for [`axpy_cols`]: `lhs` and `out` hold every row of `runs` (`i` and `g` values each),
+/// `panel` is a packed panel the segments address.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sweep_panel<F: Real>(
+    path: KernelPath,
+    runs: &[(usize, usize)],
+    chunk: usize,
+    i: usize,
+    g: usize,
+    lhs: &[F],
+    panel: *const F,
+    segs: &[Segment],
+    out: Ptr<F>,
+    accumulate: bool,
+) {
+    let tw = tile_width::<F>();
+    for &(first, count) in runs {
+        for r0 in (first..first + count).step_by(chunk) {
+            let n = (first + count - r0).min(chunk);
+            axpy_cols(path, n, i, lhs.as_ptr().add(r0 * i), i, panel, tw, i * tw, segs, out.at(r0 * g), g, accumulate);
+        }
+    }
 }
 
 /// The rows of a matrix `width` values wide that `runs` names, as one block (borrowed as is
