@@ -108,7 +108,8 @@ def test_pack_weights_checks_its_arguments():
     r = np.zeros((32, 8), np.float32)
     packed = _core.pack_weights(w, r, 8)
     assert packed.dims == (8, 5, 8) and packed.nbytes >= (32 * 5 + 32 * 8) * 4
-    with pytest.raises(pylstm.ShapeError, match=r"W: expected shape \[4\*hidden_size, columns\]"):
+    with pytest.raises(pylstm.ShapeError,
+                       match=r"W: expected shape \[4\*hidden_size, I\] = \[32, I\]"):
         _core.pack_weights(w[:31], r, 8)
     with pytest.raises(pylstm.ShapeError, match="R: expected a C-contiguous array"):
         _core.pack_weights(w, np.zeros((32, 16), np.float32)[:, ::2], 8)

@@ -33,7 +33,7 @@ impl PackedRecurrent {
 /// Rounds `r` (float32 `[4 * hidden_size, P]`) to bfloat16 and packs it.
 #[pyfunction]
 pub fn pack_bf16(py: Python<'_>, r: &Bound<'_, PyAny>, hidden_size: usize) -> PyResult<PackedRecurrent> {
-    let arr = weights_f32("R", r, hidden_size)?;
+    let arr = weights_f32("R", r, hidden_size, "P")?;
     let shape = arr.shape().to_vec();
     let values = data(&arr);
     let depth = shape[1];
@@ -65,8 +65,14 @@ impl PackedWeights {
     }
 }
 
-/// A float32 `[4 * hidden_size, columns]` C-contiguous matrix named `name`, checked.
-fn weights_f32<'py>(name: &str, a: &Bound<'py, PyAny>, hidden_size: usize) -> PyResult<PyReadonlyArrayDyn<'py, f32>> {
+/// A float32 `[4 * hidden_size, cols]` C-contiguous matrix named `name`, checked (`cols` names
+/// the second dimension in messages).
+fn weights_f32<'py>(
+    name: &str,
+    a: &Bound<'py, PyAny>,
+    hidden_size: usize,
+    cols: &str,
+) -> PyResult<PyReadonlyArrayDyn<'py, f32>> {
     let arr: PyReadonlyArrayDyn<'py, f32> = a.extract().map_err(|_| {
         let got = a.getattr("dtype").and_then(|d| d.str().map(|s| s.to_string())).unwrap_or_else(|_| "?".into());
         DTypeError::new_err(format!("{name}: expected a float32 array for packing, got dtype {got}"))
@@ -74,7 +80,7 @@ fn weights_f32<'py>(name: &str, a: &Bound<'py, PyAny>, hidden_size: usize) -> Py
     let shape = arr.shape().to_vec();
     if shape.len() != 2 || shape[0] != 4 * hidden_size {
         return Err(ShapeError::new_err(format!(
-            "{name}: expected shape [4*hidden_size, columns] = [{}, columns], got {shape:?}",
+            "{name}: expected shape [4*hidden_size, {cols}] = [{}, {cols}], got {shape:?}",
             4 * hidden_size
         )));
     }
@@ -92,7 +98,7 @@ pub fn pack_weights(
     r: &Bound<'_, PyAny>,
     hidden_size: usize,
 ) -> PyResult<PackedWeights> {
-    let (wa, ra) = (weights_f32("W", w, hidden_size)?, weights_f32("R", r, hidden_size)?);
+    let (wa, ra) = (weights_f32("W", w, hidden_size, "I")?, weights_f32("R", r, hidden_size, "P")?);
     let (wd, rd) = (wa.shape()[1], ra.shape()[1]);
     let (wv, rv) = (data(&wa), data(&ra));
     py.detach(|| {
