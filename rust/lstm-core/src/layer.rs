@@ -533,11 +533,9 @@ const PANEL_PROJECT_MAX_ROWS: usize = 1024;
 /// Bytes of input rows a projection chunk holds (they stay in L2 while the panel passes).
 const PROJECT_CHUNK_BYTES: usize = 512 << 10;
 
-/// `out[r, 4H] (+)= lhs[r, I] · W^T` for the rows `r` of `runs` (`(first, count)`), split over
-/// the threads by columns: the GEMM library for one block of many rows; packed panels and the
-/// tile kernel for a few hundred rows or many short runs; the dot-form kernel on W in place for
-/// a handful of rows, or up to 64 when W is too big to be worth packing. Rows outside the runs
-/// are not written.
+/// `out[r, 4H] (+)= lhs[r, I] · W^T` for the rows `r` of `runs` (`(first, count)`); rows
+/// outside the runs are not written. Several runs (a variable-length batch) become one product
+/// over a compacted copy, so the weights are swept once rather than once per run.
 ///
 /// # Safety
 /// `lhs` and `out` hold every row of `runs` (`i` and `g` values each), `w` `g × i`.
@@ -555,20 +553,41 @@ unsafe fn project_inputs<F: Real>(
     accumulate: bool,
 ) {
     let rows: usize = runs.iter().map(|r| r.1).sum();
-    if runs.len() > 1 {
-        // Many short runs (a variable-length batch): one product over a compacted copy, so the
-        // weights are swept once rather than once per run; then the rows go back in place.
-        let lhs_c = compact_rows(lhs, i, runs);
-        let mut out_c = if accumulate { compact_rows(out, g, runs) } else { alloc_for_overwrite::<F>(rows * g) };
-        project_inputs(path, threads, &[(0, rows)], i, g, &lhs_c, w, packed, &mut out_c, accumulate);
-        let mut src = out_c.chunks_exact(g);
-        for &(first, count) in runs {
-            for row in out[first * g..(first + count) * g].chunks_exact_mut(g) {
-                row.copy_from_slice(src.next().expect("one projected row per running row"));
-            }
-        }
+    if runs.len() <= 1 && runs.first().is_none_or(|r| r.0 == 0) {
+        project_rows(path, threads, rows, i, g, lhs, w, packed, out, accumulate);
         return;
     }
+    let lhs_c = compact_rows(lhs, i, runs);
+    let mut out_c = if accumulate { compact_rows(out, g, runs) } else { alloc_for_overwrite::<F>(rows * g) };
+    project_rows(path, threads, rows, i, g, &lhs_c, w, packed, &mut out_c, accumulate);
+    let mut src = out_c.chunks_exact(g);
+    for &(first, count) in runs {
+        for row in out[first * g..(first + count) * g].chunks_exact_mut(g) {
+            row.copy_from_slice(src.next().expect("one projected row per running row"));
+        }
+    }
+}
+
+/// `out[rows, 4H] (+)= lhs[rows, I] · W^T`, split over the threads by columns: W packed once
+/// (`packed`) for any row count; the GEMM library for more than 1024 rows; W packed into panels
+/// per call and the tile kernel for 8 to 1024; the dot-form kernel on W in place for a handful
+/// of rows, or up to 64 when W is too big to be worth packing.
+///
+/// # Safety
+/// `lhs` holds `rows × i` values, `w` `g × i`, `out` `rows × g`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn project_rows<F: Real>(
+    path: KernelPath,
+    threads: usize,
+    rows: usize,
+    i: usize,
+    g: usize,
+    lhs: &[F],
+    w: &[F],
+    packed: Option<&PackedPanel>,
+    out: &mut [F],
+    accumulate: bool,
+) {
     let out_ptr = Ptr::of(out);
     let simd = matches!(path, KernelPath::Avx512 | KernelPath::Avx2);
     let chunk = ((PROJECT_CHUNK_BYTES / (i.max(1) * std::mem::size_of::<F>())) / 8 * 8).max(8);
@@ -579,49 +598,21 @@ unsafe fn project_inputs<F: Real>(
         broadcast(parts, |m| {
             let (u0, u1) = split_range(h, parts, m, PANEL_UNITS);
             if u1 > u0 {
+                let segs = pk.segments(u0, u1);
                 // SAFETY: `F` is f32 here; each part writes its own units' columns.
                 unsafe {
-                    sweep_panel(
-                        path,
-                        runs,
-                        chunk,
-                        i,
-                        g,
-                        lhs,
-                        pk.as_ptr() as *const F,
-                        &pk.segments(u0, u1),
-                        out_ptr,
-                        accumulate,
-                    )
+                    sweep_panel(path, rows, chunk, i, g, lhs, pk.as_ptr() as *const F, &segs, out_ptr, accumulate)
                 };
             }
         });
         return;
     }
-    if (runs.len() == 1 && rows > PANEL_PROJECT_MAX_ROWS) || (rows > 64 && !simd) {
-        for &(first, n) in runs {
-            gemm(
-                n,
-                g,
-                i,
-                out_ptr.at(first * g),
-                g,
-                1,
-                accumulate,
-                lhs.as_ptr().add(first * i),
-                i,
-                1,
-                w.as_ptr(),
-                1,
-                i,
-                threads,
-            );
-        }
+    if rows > PANEL_PROJECT_MAX_ROWS || (rows > 64 && !simd) {
+        gemm(rows, g, i, out_ptr.at(0), g, 1, accumulate, lhs.as_ptr(), i, 1, w.as_ptr(), 1, i, threads);
         return;
     }
     if simd && (rows > 64 || (rows >= 8 && std::mem::size_of_val(w) <= PACK_MAX_BYTES)) {
-        // Each member packs its own columns of W into a panel and sweeps every row over it,
-        // in chunks whose inputs stay in L2 while the member's tiles pass.
+        // Each member packs its own columns of W into a panel and sweeps every row over it.
         let tw = tile_width::<F>();
         let parts = threads.min(g.div_ceil(tw)).max(1);
         broadcast(parts, |m| {
@@ -629,7 +620,7 @@ unsafe fn project_inputs<F: Real>(
             if c1 > c0 {
                 let (panel, segs) = pack_rows(path, w, i, i, &[(c0, c0, c1 - c0)]);
                 // SAFETY: each part writes its own columns of `out`.
-                unsafe { sweep_panel(path, runs, chunk, i, g, lhs, panel.as_ptr(), &segs, out_ptr, accumulate) };
+                unsafe { sweep_panel(path, rows, chunk, i, g, lhs, panel.as_ptr(), &segs, out_ptr, accumulate) };
                 crate::scratch::recycle(panel);
             }
         });
@@ -640,38 +631,22 @@ unsafe fn project_inputs<F: Real>(
         let (c0, c1) = split_range(g, parts, m, 16);
         if c1 > c0 {
             let seg = [Segment { out_col: c0, width: c1 - c0, w_start: c0, padded: false }];
-            for &(first, n) in runs {
-                // SAFETY: each part writes its own columns of `out`.
-                unsafe {
-                    dot_rows(
-                        path,
-                        n,
-                        i,
-                        lhs.as_ptr().add(first * i),
-                        i,
-                        w.as_ptr(),
-                        i,
-                        &seg,
-                        out_ptr.at(first * g),
-                        g,
-                        accumulate,
-                    )
-                };
-            }
+            // SAFETY: each part writes its own columns of `out`.
+            unsafe { dot_rows(path, rows, i, lhs.as_ptr(), i, w.as_ptr(), i, &seg, out_ptr.at(0), g, accumulate) };
         }
     });
 }
 
-/// `out[r] (+)= lhs[r] · panel` over `segs` for the rows of `runs`, in chunks of `chunk` rows
-/// (their inputs stay in L2 while the panel's tiles pass).
+/// `out[r] (+)= lhs[r] · panel` over `segs` for `rows` rows, in chunks of `chunk` rows (their
+/// inputs stay in L2 while the panel's tiles pass).
 ///
 /// # Safety
-/// As for [`axpy_cols`]: `lhs` and `out` hold every row of `runs` (`i` and `g` values each),
-/// `panel` is a packed panel the segments address.
+/// As for [`axpy_cols`]: `lhs` and `out` hold `rows` rows (`i` and `g` values each), `panel` is
+/// a packed panel the segments address.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sweep_panel<F: Real>(
     path: KernelPath,
-    runs: &[(usize, usize)],
+    rows: usize,
     chunk: usize,
     i: usize,
     g: usize,
@@ -682,11 +657,9 @@ unsafe fn sweep_panel<F: Real>(
     accumulate: bool,
 ) {
     let tw = tile_width::<F>();
-    for &(first, count) in runs {
-        for r0 in (first..first + count).step_by(chunk) {
-            let n = (first + count - r0).min(chunk);
-            axpy_cols(path, n, i, lhs.as_ptr().add(r0 * i), i, panel, tw, i * tw, segs, out.at(r0 * g), g, accumulate);
-        }
+    for r0 in (0..rows).step_by(chunk) {
+        let n = (rows - r0).min(chunk);
+        axpy_cols(path, n, i, lhs.as_ptr().add(r0 * i), i, panel, tw, i * tw, segs, out.at(r0 * g), g, accumulate);
     }
 }
 

@@ -386,31 +386,10 @@ pub fn network_forward<'py>(
         batch: dims[1],
     };
     let dtype: String = x.getattr("dtype")?.str()?.to_string();
+    let opts = (keep_tape, bf16_weights, packed_weights);
     match dtype.as_str() {
-        "float32" => forward_typed::<f32>(
-            py,
-            x,
-            layers,
-            cfg,
-            h0,
-            c0,
-            lengths,
-            masks,
-            (keep_tape, bf16_weights, packed_weights),
-            TapeData::F32,
-        ),
-        "float64" => forward_typed::<f64>(
-            py,
-            x,
-            layers,
-            cfg,
-            h0,
-            c0,
-            lengths,
-            masks,
-            (keep_tape, bf16_weights, packed_weights),
-            TapeData::F64,
-        ),
+        "float32" => forward_typed::<f32>(py, x, layers, cfg, h0, c0, lengths, masks, opts, TapeData::F32),
+        "float64" => forward_typed::<f64>(py, x, layers, cfg, h0, c0, lengths, masks, opts, TapeData::F64),
         other => Err(DTypeError::new_err(format!("X: expected dtype float32 or float64, got {other}"))),
     }
 }
