@@ -1,5 +1,7 @@
 """Opt-in float32 weights packed once per module (``pylstm.LSTM(..., packed_weights=True)``):
-the same results as packing per call, rebuilt when the parameters change, and clear errors."""
+the same results as packing per call (to float32 rounding: for a few input rows the per-call
+projection reads W in place and sums in another order), rebuilt when the parameters change,
+and clear errors."""
 
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ def threads():
     pylstm.set_num_threads(before)
 
 
+def _assert_same(got, want):
+    # A stale pack (weights of another version) would differ by orders of magnitude more.
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
 def _pair(cfg, seed=0, n_in=45, hidden=70):
     packed = pylstm.LSTM(n_in, hidden, seed=seed, packed_weights=True, **cfg)
     plain = pylstm.LSTM(n_in, hidden, seed=seed, **cfg)
@@ -37,14 +44,9 @@ def test_same_results_as_packing_per_call(cfg, n_threads, threads):
         x = rng.standard_normal(shape).astype(np.float32)
         y, (h, c) = m(x)
         y_ref, (h_ref, c_ref) = ref(x)
-        if batch * steps >= 32 and batch <= 64:
-            # Both read panels of the same layout with the same kernel: bit for bit.
-            np.testing.assert_array_equal(y, y_ref)
-            np.testing.assert_array_equal(c, c_ref)
-        else:
-            np.testing.assert_allclose(y, y_ref, rtol=2e-5, atol=2e-6)
-            np.testing.assert_allclose(c, c_ref, rtol=2e-5, atol=2e-6)
-        np.testing.assert_allclose(h, h_ref, rtol=2e-5, atol=2e-6)
+        _assert_same(y, y_ref)
+        _assert_same(c, c_ref)
+        _assert_same(h, h_ref)
 
 
 def test_variable_lengths(threads):
@@ -54,8 +56,8 @@ def test_variable_lengths(threads):
     lengths = rng.integers(1, 31, 40)
     y, (h, c) = m(x, lengths=lengths)
     y_ref, (h_ref, c_ref) = ref(x, lengths=lengths)
-    np.testing.assert_array_equal(y, y_ref)
-    np.testing.assert_array_equal(h, h_ref)
+    _assert_same(y, y_ref)
+    _assert_same(h, h_ref)
 
 
 def test_packs_follow_parameter_updates():
@@ -63,7 +65,7 @@ def test_packs_follow_parameter_updates():
     x = np.random.default_rng(3).standard_normal((20, 3, 45)).astype(np.float32)
 
     def check():
-        np.testing.assert_array_equal(m(x)[0], ref(x)[0])
+        _assert_same(m(x)[0], ref(x)[0])
 
     check()
     first = m._pack_caches["f32"][1][0][0]

@@ -19,7 +19,9 @@ use crate::error::{check_len, LstmError, Result};
 use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
 use crate::packed::{PackedPanel, PANEL_UNITS};
 use crate::real::Real;
-use crate::recurrent::{axpy_cols, dot_rows, pack_cols, pack_rows, reversed_blocks, tile_width, Segment};
+use crate::recurrent::{
+    axpy_cols, dot_rows, pack_cols, pack_rows, reversed_blocks, tile_width, weight_rows_product, Segment,
+};
 use crate::schedule::Schedule;
 use crate::threads::{broadcast, split_range, with_pool, SpinBarrier};
 
@@ -532,6 +534,18 @@ fn alloc_for_overwrite<F: Real>(n: usize) -> Vec<F> {
 const PANEL_PROJECT_MAX_ROWS: usize = 1024;
 /// Bytes of input rows a projection chunk holds (they stay in L2 while the panel passes).
 const PROJECT_CHUNK_BYTES: usize = 512 << 10;
+/// The most input rows the projection streams W in place for (`weight_rows_product`): the
+/// input rows' panel then stays in L2.
+const STREAM_MAX_ROWS: usize = 256;
+
+/// Whether `rows` input rows are projected faster with W read in place and the rows packed
+/// (`weight_rows_product`) than with W packed into panels. The first pads the rows to whole
+/// tiles of lanes; the second costs a pass over W, measured (Zen 4, 2 threads) at the work of
+/// about 8 more rows while W stays in the last-level cache and 24 once it spills (past 8 MiB).
+fn streams_weights(rows: usize, w_bytes: usize, tile: usize) -> bool {
+    let pack_rows_cost = if w_bytes > 8 << 20 { 24 } else { 8 };
+    (8..=STREAM_MAX_ROWS).contains(&rows) && rows.next_multiple_of(tile) - rows < pack_rows_cost
+}
 
 /// `out[r, 4H] (+)= lhs[r, I] · W^T` for the rows `r` of `runs` (`(first, count)`); rows
 /// outside the runs are not written. Several runs (a variable-length batch) become one product
@@ -569,9 +583,10 @@ unsafe fn project_inputs<F: Real>(
 }
 
 /// `out[rows, 4H] (+)= lhs[rows, I] · W^T`, split over the threads by columns: W packed once
-/// (`packed`) for any row count; the GEMM library for more than 1024 rows; W packed into panels
-/// per call and the tile kernel for 8 to 1024; the dot-form kernel on W in place for a handful
-/// of rows, or up to 64 when W is too big to be worth packing.
+/// (`packed`) for any row count; the GEMM library for more than 1024 rows; for 8 to 256 rows
+/// that nearly fill whole tiles, the rows packed and W read in place (`streams_weights`); else
+/// W packed into panels per call and the tile kernel up to 1024 rows; the dot-form kernel on W
+/// in place for a handful of rows, or up to 64 when W is too big to be worth packing.
 ///
 /// # Safety
 /// `lhs` holds `rows × i` values, `w` `g × i`, `out` `rows × g`.
@@ -609,6 +624,21 @@ unsafe fn project_rows<F: Real>(
     }
     if rows > PANEL_PROJECT_MAX_ROWS || (rows > 64 && !simd) {
         gemm(rows, g, i, out_ptr.at(0), g, 1, accumulate, lhs.as_ptr(), i, 1, w.as_ptr(), 1, i, threads);
+        return;
+    }
+    if simd && streams_weights(rows, std::mem::size_of_val(w), tile_width::<F>()) {
+        // Few rows: they are packed, and W is read in place once (see `weight_rows_product`).
+        let (xt, segs) = pack_rows(path, lhs, i, i, &[(0, 0, rows)]);
+        let xt_tiles = &xt[segs[0].w_start..];
+        let parts = threads.min(g.div_ceil(64)).max(1);
+        broadcast(parts, |m| {
+            let cols = split_range(g, parts, m, 16);
+            // SAFETY: each part writes its own columns of `out`.
+            unsafe {
+                weight_rows_product(path, rows, i, xt_tiles.as_ptr(), w.as_ptr(), i, cols, out_ptr.at(0), g, accumulate)
+            };
+        });
+        crate::scratch::recycle(xt);
         return;
     }
     if simd && (rows > 64 || (rows >= 8 && std::mem::size_of_val(w) <= PACK_MAX_BYTES)) {

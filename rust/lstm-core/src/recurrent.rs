@@ -4,7 +4,9 @@
 //!   matrix read in place against a few input rows (very short calls, weights too big to pack);
 //! - [`axpy_cols`]: `out[r, c] (+)= Σ_k lhs[r, k] · W[k, col(c)]` — the tile kernel, over a
 //!   panel packed by [`pack_rows`] (the forward step and input projection) or [`pack_cols`] (the
-//!   backward step), or a column slice of a row-major matrix in place.
+//!   backward step), or a column slice of a row-major matrix in place;
+//! - [`weight_rows_product`]: the dot form's product on the tile kernel, transposed (the
+//!   weight rows broadcast, a few packed input rows as the panel).
 //!
 //! Both are register-blocked with explicit AVX-512 / AVX2 intrinsics for f32 and f64, chosen
 //! at run time; the scalar path is the reference they are tested against.
@@ -378,6 +380,94 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
                 }
                 r0 += nr;
             }
+        }
+    }
+}
+
+/// `out[r, c] (+)= Σ_k xt[k, r] · w[c, k]` for `r < rows` and weight rows `c0 <= c < c1`: the
+/// transposed product `outᵀ = w · xᵀ` on the tile kernel, with the weight rows as its
+/// broadcast operand, read in place (each value once from memory), and the few input rows as
+/// its panel (`xt`, the single segment [`pack_rows`] makes of them, in L2). It spares a call
+/// with few input rows the pass that packs the weights, which costs more than the product.
+/// Eight weight rows at a time meet every input tile while they sit in L1; their block of
+/// `outᵀ` is then transposed into `out`.
+///
+/// # Safety
+/// `xt` is a [`pack_rows`] panel of `rows` rows of `depth` values starting at `xt`; `w` has
+/// rows `c0..c1` of `depth` values `w_rs` apart; `out` holds `rows` rows `out_rs` apart with
+/// columns `c0..c1`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn weight_rows_product<F: Real>(
+    path: KernelPath,
+    rows: usize,
+    depth: usize,
+    xt: *const F,
+    w: *const F,
+    w_rs: usize,
+    (c0, c1): (usize, usize),
+    out: *mut F,
+    out_rs: usize,
+    accumulate: bool,
+) {
+    const BLOCK: usize = 2 * ROW_BLOCK;
+    let tw = tile_width::<F>();
+    let tiles = rows.div_ceil(tw);
+    let stride = tiles * tw;
+    let mut block = vec![F::ZERO; BLOCK * stride];
+    let mut c = c0;
+    while c < c1 {
+        let nc = (c1 - c).min(BLOCK);
+        for half in (0..nc).step_by(ROW_BLOCK) {
+            let nr = (nc - half).min(ROW_BLOCK);
+            let w_rows: [*const F; ROW_BLOCK] = std::array::from_fn(|r| w.add((c + half + r.min(nr - 1)) * w_rs));
+            for tile in 0..tiles {
+                let o: [*mut F; ROW_BLOCK] =
+                    std::array::from_fn(|r| block.as_mut_ptr().add((half + r) * stride + tile * tw));
+                tile_product(path, nr, depth, &w_rows, xt.add(tile * depth * tw), tw, &o, false);
+            }
+        }
+        store_transposed(path, &block, stride, nc, rows, out.add(c), out_rs, accumulate);
+        c += nc;
+    }
+}
+
+/// `out[r * out_rs + j] (+)= block[j * stride + r]` for `j < cols <= 16`, `r < rows`: sixteen
+/// rows at a time through a 16 x 16 register transpose (f32, AVX-512), else one by one.
+#[allow(clippy::too_many_arguments)]
+unsafe fn store_transposed<F: Real>(
+    path: KernelPath,
+    block: &[F],
+    stride: usize,
+    cols: usize,
+    rows: usize,
+    out: *mut F,
+    out_rs: usize,
+    accumulate: bool,
+) {
+    let put = |d: *mut F, v: F| *d = if accumulate { *d + v } else { v };
+    let mut r0 = 0;
+    #[cfg(target_arch = "x86_64")]
+    if path == KernelPath::Avx512 && F::IS_F32 {
+        let mut t = [0f32; 256];
+        while r0 < rows {
+            // Block rows past `cols` hold stale sums: they are transposed but never stored.
+            let src: [*const f32; 16] = std::array::from_fn(|j| block.as_ptr().add(j * stride + r0) as *const f32);
+            x86::transpose16(&src, t.as_mut_ptr(), 16);
+            for r in 0..(rows - r0).min(16) {
+                let d = out.add((r0 + r) * out_rs);
+                for (j, &v) in t[r * 16..][..cols].iter().enumerate() {
+                    // SAFETY: `F` is f32 on this path (`Real` is sealed).
+                    put(d.add(j), *(&v as *const f32 as *const F));
+                }
+            }
+            r0 += 16;
+        }
+        return;
+    }
+    let _ = path;
+    for r in r0..rows {
+        for j in 0..cols {
+            put(out.add(r * out_rs + j), block[j * stride + r]);
         }
     }
 }
@@ -977,6 +1067,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The transposed product against a naive sum: row counts around the tile width and the
+    /// 16-row transpose (partial blocks of both), weight-row ranges that start inside a block
+    /// and end on a partial one, depths off the vector width, overwrite and accumulate; columns
+    /// outside the range and rows past `rows` are untouched.
+    fn check_weight_rows<F: Real>(tol: f64) {
+        let tw = tile_width::<F>();
+        for &(rows, depth, (c0, c1)) in &[
+            (8usize, 37usize, (0usize, 21usize)),
+            (tw, 64, (3, 40)),
+            (tw + 5, 19, (5, 6)),
+            (3 * tw - 1, 130, (16, 49)),
+        ] {
+            let (g, out_rs) = (52, 55);
+            let w: Vec<F> = (0..g * depth).map(|i| val(i, 113)).collect();
+            let x: Vec<F> = (0..rows * depth).map(|i| val(i * 13 + 1, 97)).collect();
+            for path in PATHS.into_iter().filter(|p| p.supported()) {
+                let (xt, segs) = pack_rows(path, &x, depth, depth, &[(0, 0, rows)]);
+                for accumulate in [false, true] {
+                    let mut out = vec![F::ONE; (rows + 1) * out_rs];
+                    unsafe {
+                        weight_rows_product(
+                            path,
+                            rows,
+                            depth,
+                            xt.as_ptr().add(segs[0].w_start),
+                            w.as_ptr(),
+                            depth,
+                            (c0, c1),
+                            out.as_mut_ptr(),
+                            out_rs,
+                            accumulate,
+                        )
+                    };
+                    for r in 0..=rows {
+                        for c in 0..out_rs {
+                            let inside = r < rows && (c0..c1).contains(&c);
+                            let dot: f64 = (0..depth)
+                                .map(|k| x[r.min(rows - 1) * depth + k].to_f64() * w[c.min(g - 1) * depth + k].to_f64())
+                                .sum();
+                            let expect = if !inside { 1.0 } else { dot + if accumulate { 1.0 } else { 0.0 } };
+                            let got = out[r * out_rs + c].to_f64();
+                            assert!(
+                                (got - expect).abs() < tol,
+                                "{path:?} rows={rows} depth={depth} r{r} c{c}: {got} vs {expect}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weight_rows_product_matches_naive_f32() {
+        check_weight_rows::<f32>(1e-4);
+    }
+
+    #[test]
+    fn weight_rows_product_matches_naive_f64() {
+        check_weight_rows::<f64>(1e-12);
     }
 
     #[test]
