@@ -17,7 +17,8 @@ Groups:
 * ``bidir``: 2-layer bidirectional (hidden 256, batch 32, 200 steps), forward and
   forward+backward, vs PyTorch (and onnxruntime for forward).
 * ``latency``: batch 1, one step with carried state (``LSTMCell``) vs ``torch.nn.LSTMCell`` and
-  onnxruntime (an LSTM with ``T=1`` and ``initial_h``/``initial_c``).
+  onnxruntime (an LSTM with ``T=1`` and ``initial_h``/``initial_c``); also one step of a batch
+  of 16 streams (``latency/h512-b16``, outside the targets).
 * ``threads``: the engine on N threads vs 1 thread, forward, large-batch shapes.
 """
 
@@ -51,6 +52,7 @@ TRAINING_SHAPES = LARGE_BATCH_SHAPES
 VARLEN_SHAPES = [(256, 32, 150), (512, 16, 100)]
 BIDIR_SHAPE = (256, 32, 200)
 LATENCY_HIDDEN = [256, 1024]
+LATENCY_BATCHED = [(512, 16)]  # (hidden, batch): one step of several streams at once
 
 QUICK = {
     "inference/h512-b1-t25", "inference/h1024-b4-t25", "inference/h512-b16-t25",
@@ -446,13 +448,13 @@ def _bidir(hidden: int, batch: int, steps: int, train: bool) -> Callable[[Contex
     return run
 
 
-def _latency(hidden: int) -> Callable[[Context], Row]:
+def _latency(hidden: int, batch: int = 1) -> Callable[[Context], Row]:
     def run(ctx: Context) -> Row:
         rng = np.random.default_rng(ctx.seed)
         k = LATENCY_BLOCK
         cell = pylstm.LSTMCell(hidden, hidden, seed=ctx.seed)
-        x = rng.standard_normal((1, hidden)).astype(np.float32)
-        h0 = np.zeros((1, hidden), np.float32)
+        x = rng.standard_normal((batch, hidden)).astype(np.float32)
+        h0 = np.zeros((batch, hidden), np.float32)
         state = [h0, h0.copy()]
 
         def ours() -> None:
@@ -472,7 +474,7 @@ def _latency(hidden: int) -> Callable[[Context], Row]:
             torch = _torch(ctx.threads)
             tcell = anchors.torch_lstm_from(cell, cell=True)
             xt = torch.from_numpy(x)
-            tstate = [torch.zeros(1, hidden), torch.zeros(1, hidden)]
+            tstate = [torch.zeros(batch, hidden), torch.zeros(batch, hidden)]
 
             def theirs() -> None:
                 with torch.no_grad():
@@ -482,7 +484,7 @@ def _latency(hidden: int) -> Callable[[Context], Row]:
                     tstate[0], tstate[1] = h, c
 
             with torch.no_grad():
-                th, _ = tcell(xt, (torch.zeros(1, hidden), torch.zeros(1, hidden)))
+                th, _ = tcell(xt, (torch.zeros(batch, hidden), torch.zeros(batch, hidden)))
             check["torch_cell_h"] = _maxdiff(ref_h, th)
             fns["torch_cell"] = theirs
             notes["torch_cell"] = None
@@ -497,7 +499,8 @@ def _latency(hidden: int) -> Callable[[Context], Row]:
             sess = anchors.ort_session(anchors.onnx_lstm_model([[(w, r, b)]], hidden, hidden,
                                                                with_state=True), ctx.threads)
             x3 = x[None]
-            ostate = [np.zeros((1, 1, hidden), np.float32), np.zeros((1, 1, hidden), np.float32)]
+            ostate = [np.zeros((1, batch, hidden), np.float32),
+                      np.zeros((1, batch, hidden), np.float32)]
 
             def ort_run() -> None:
                 h, c = ostate
@@ -511,8 +514,9 @@ def _latency(hidden: int) -> Callable[[Context], Row]:
             fns["onnxruntime"] = ort_run
             notes["onnxruntime"] = None
         times = measure(fns, ctx.latency_timing)
-        row = _row(ctx, f"latency/h{hidden}", "latency", "step", lstm_flops(hidden, hidden, 1, 1),
-                   times, notes, hidden=hidden, input_size=hidden, batch=1, steps=1,
+        name = f"latency/h{hidden}" + (f"-b{batch}" if batch > 1 else "")
+        row = _row(ctx, name, "latency", "step", lstm_flops(hidden, hidden, batch, 1),
+                   times, notes, hidden=hidden, input_size=hidden, batch=batch, steps=1,
                    per_call=k, max_abs_diff=check)
         row["us"] = row["ms"] * 1e3
         return row
@@ -573,6 +577,8 @@ def all_cases() -> list[Case]:
     add(f"bidir/h{h}-b{b}-t{t}-fwdbwd", "bidir", _bidir(h, b, t, train=True))
     for h in LATENCY_HIDDEN:
         add(f"latency/h{h}", "latency", _latency(h))
+    for h, b in LATENCY_BATCHED:
+        add(f"latency/h{h}-b{b}", "latency", _latency(h, b))
     for h, b, t in LARGE_BATCH_SHAPES:
         add(f"threads/h{h}-b{b}-t{t}", "threads", _threads(h, b, t))
     return cases

@@ -538,10 +538,11 @@ const PROJECT_CHUNK_BYTES: usize = 512 << 10;
 /// input rows' panel then stays in L2.
 const STREAM_MAX_ROWS: usize = 256;
 
-/// Whether `rows` input rows are projected faster with W read in place and the rows packed
-/// (`weight_rows_product`) than with W packed into panels. The first pads the rows to whole
-/// tiles of lanes; the second costs a pass over W, measured (Zen 4, 2 threads) at the work of
-/// about 8 more rows while W stays in the last-level cache and 24 once it spills (past 8 MiB).
+/// Whether a product of `rows` input rows with weights used once is faster with the weights
+/// read in place and the rows packed (`weight_rows_product`) than with the weights packed into
+/// panels. The first pads the rows to a multiple of `tile` lanes; the second costs a pass over
+/// the weights, measured (Zen 4, 2 threads) at the work of about 8 more rows while they stay
+/// in the last-level cache and 24 once they spill (past 8 MiB).
 fn streams_weights(rows: usize, w_bytes: usize, tile: usize) -> bool {
     let pack_rows_cost = if w_bytes > 8 << 20 { 24 } else { 8 };
     (8..=STREAM_MAX_ROWS).contains(&rows) && rows.next_multiple_of(tile) - rows < pack_rows_cost
@@ -626,7 +627,7 @@ unsafe fn project_rows<F: Real>(
         gemm(rows, g, i, out_ptr.at(0), g, 1, accumulate, lhs.as_ptr(), i, 1, w.as_ptr(), 1, i, threads);
         return;
     }
-    if simd && streams_weights(rows, std::mem::size_of_val(w), tile_width::<F>()) {
+    if simd && streams_weights(rows, std::mem::size_of_val(w), tile_width::<F>() / 2) {
         // Few rows: they are packed, and W is read in place once (see `weight_rows_product`).
         let (xt, segs) = pack_rows(path, lhs, i, i, &[(0, 0, rows)]);
         let xt_tiles = &xt[segs[0].w_start..];
@@ -807,6 +808,9 @@ enum StepProduct {
     Panel,
     /// The general GEMM, for batches beyond the register-blocked kernels' sweet spot.
     Gemm,
+    /// A single step: the rows of h packed and R read in place once (`weight_rows_product`),
+    /// where a panel would be packed for one use.
+    Streamed,
 }
 
 /// Weights up to this size are worth packing into panels even for a few reads: the packed
@@ -861,6 +865,11 @@ fn forward_steps<F: Real>(
         StepProduct::Dot
     } else if packed_r.is_some() {
         StepProduct::Panel
+    } else if sched.max_len() == 1
+        && matches!(path, KernelPath::Avx512 | KernelPath::Avx2)
+        && streams_weights(b, r_bytes, tile_width::<F>() / 2)
+    {
+        StepProduct::Streamed
     } else {
         step_strategy(b, sched.max_len(), r_bytes)
     };
@@ -908,6 +917,15 @@ fn forward_steps<F: Real>(
                     dot_rows(path, n, p, hprev, hrs, dp.r.as_ptr(), p, segs, gates_s, g, true);
                 } else if strategy == StepProduct::Panel {
                     axpy_cols(path, n, p, hprev, hrs, panel_ptr, tw, p * tw, segs, gates_s, g, true);
+                } else if strategy == StepProduct::Streamed {
+                    let h_rows = std::slice::from_raw_parts(hprev, (n - 1) * hrs + p);
+                    let (xt, xsegs) = pack_rows(path, h_rows, hrs, p, &[(0, 0, n)]);
+                    for seg in segs.iter() {
+                        let cols = (seg.w_start, seg.w_start + seg.width);
+                        let xt_tiles = xt.as_ptr().add(xsegs[0].w_start);
+                        weight_rows_product(path, n, p, xt_tiles, dp.r.as_ptr(), p, cols, gates_s, g, true);
+                    }
+                    crate::scratch::recycle(xt);
                 } else if k == 1 {
                     gemm(n, g, p, gates_s, g, 1, true, hprev, hrs, 1, dp.r.as_ptr(), 1, p, 1);
                 } else {

@@ -350,7 +350,7 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
                 if cols == tw {
                     // Full tile: the kernel keeps the accumulators in registers, loading and
                     // storing the output rows directly.
-                    tile_product(path, nr, depth, &lhs_rows, wt, w_rs, &out_rows, accumulate);
+                    tile_product(path, false, nr, depth, &lhs_rows, wt, w_rs, &out_rows, accumulate);
                 } else {
                     // A partial tile goes through a buffer of whole tiles whose first `cols`
                     // columns are then stored: a padded panel's tile is read whole by the same
@@ -363,7 +363,7 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
                     }
                     if seg.padded {
                         let acc_rows: [*mut F; ROW_BLOCK] = std::array::from_fn(|r| acc[r].as_mut_ptr());
-                        tile_product(path, nr, depth, &lhs_rows, wt, w_rs, &acc_rows, accumulate);
+                        tile_product(path, false, nr, depth, &lhs_rows, wt, w_rs, &acc_rows, accumulate);
                     } else {
                         for (r, row) in acc.iter_mut().enumerate().take(nr) {
                             for kk in 0..depth {
@@ -390,7 +390,8 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
 /// its panel (`xt`, the single segment [`pack_rows`] makes of them, in L2). It spares a call
 /// with few input rows the pass that packs the weights, which costs more than the product.
 /// Eight weight rows at a time meet every input tile while they sit in L1; their block of
-/// `outᵀ` is then transposed into `out`.
+/// `outᵀ` is then transposed into `out`. A last tile at most half full runs on a half-width
+/// kernel, so the rows are padded to a multiple of half a tile (16 for f32), not a tile.
 ///
 /// # Safety
 /// `xt` is a [`pack_rows`] panel of `rows` rows of `depth` values starting at `xt`; `w` has
@@ -423,7 +424,9 @@ pub(crate) unsafe fn weight_rows_product<F: Real>(
             for tile in 0..tiles {
                 let o: [*mut F; ROW_BLOCK] =
                     std::array::from_fn(|r| block.as_mut_ptr().add((half + r) * stride + tile * tw));
-                tile_product(path, nr, depth, &w_rows, xt.add(tile * depth * tw), tw, &o, false);
+                // A last tile at most half full runs on the half-width kernel.
+                let narrow = rows - tile * tw <= tw / 2;
+                tile_product(path, narrow, nr, depth, &w_rows, xt.add(tile * depth * tw), tw, &o, false);
             }
         }
         store_transposed(path, &block, stride, nc, rows, out.add(c), out_rs, accumulate);
@@ -473,11 +476,12 @@ unsafe fn store_transposed<F: Real>(
 }
 
 /// `out[r][..T] (+)= Σ_k lhs[r][k] · w[k * w_rs..][..T]` for `nr` rows (a full tile of `T`
-/// columns at each `out[r]`), on the fastest path.
+/// columns at each `out[r]`, or its first half when `half`), on the fastest path.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 unsafe fn tile_product<F: Real>(
     path: KernelPath,
+    half: bool,
     nr: usize,
     k: usize,
     lhs: &[*const F; ROW_BLOCK],
@@ -497,24 +501,26 @@ unsafe fn tile_product<F: Real>(
             // SAFETY: `Real` is sealed to f32 and f64, so the casts reinterpret the same type.
             if F::IS_F32 {
                 let (l, w, o) = (lhs.map(|p| p as *const f32), w as *const f32, out.map(|p| p as *mut f32));
-                if wide {
-                    x86::f32_avx512(nr, k, &l, w, w_rs, &o, accumulate)
-                } else {
-                    x86::f32_avx2(nr, k, &l, w, w_rs, &o, accumulate)
+                match (wide, half) {
+                    (true, false) => x86::f32_avx512(nr, k, &l, w, w_rs, &o, accumulate),
+                    (true, true) => x86::f32_avx512_half(nr, k, &l, w, w_rs, &o, accumulate),
+                    (false, false) => x86::f32_avx2(nr, k, &l, w, w_rs, &o, accumulate),
+                    (false, true) => x86::f32_avx2_half(nr, k, &l, w, w_rs, &o, accumulate),
                 }
             } else {
                 let (l, w, o) = (lhs.map(|p| p as *const f64), w as *const f64, out.map(|p| p as *mut f64));
-                if wide {
-                    x86::f64_avx512(nr, k, &l, w, w_rs, &o, accumulate)
-                } else {
-                    x86::f64_avx2(nr, k, &l, w, w_rs, &o, accumulate)
+                match (wide, half) {
+                    (true, false) => x86::f64_avx512(nr, k, &l, w, w_rs, &o, accumulate),
+                    (true, true) => x86::f64_avx512_half(nr, k, &l, w, w_rs, &o, accumulate),
+                    (false, false) => x86::f64_avx2(nr, k, &l, w, w_rs, &o, accumulate),
+                    (false, true) => x86::f64_avx2_half(nr, k, &l, w, w_rs, &o, accumulate),
                 }
             }
             return;
         }
     }
     let _ = path;
-    let tw = tile_width::<F>();
+    let tw = if half { tile_width::<F>() / 2 } else { tile_width::<F>() };
     for (&l, &o) in lhs.iter().zip(out).take(nr) {
         let mut acc = [F::ZERO; 32];
         if accumulate {
@@ -957,10 +963,89 @@ mod x86 {
         }
     }
 
+    // Half tiles (64 bytes of columns): the last tile of `weight_rows_product` when at most
+    // half its lanes hold input rows.
+    mod avx512_f32_half {
+        use super::*;
+        tile_kernels!(
+            run,
+            "avx512f",
+            f32,
+            __m512,
+            16,
+            1,
+            8,
+            _mm512_setzero_ps,
+            _mm512_loadu_ps,
+            _mm512_storeu_ps,
+            _mm512_set1_ps,
+            _mm512_fmadd_ps,
+            _mm512_add_ps
+        );
+    }
+    mod avx512_f64_half {
+        use super::*;
+        tile_kernels!(
+            run,
+            "avx512f",
+            f64,
+            __m512d,
+            8,
+            1,
+            8,
+            _mm512_setzero_pd,
+            _mm512_loadu_pd,
+            _mm512_storeu_pd,
+            _mm512_set1_pd,
+            _mm512_fmadd_pd,
+            _mm512_add_pd
+        );
+    }
+    mod avx2_f32_half {
+        use super::*;
+        tile_kernels!(
+            run,
+            "avx2,fma",
+            f32,
+            __m256,
+            8,
+            2,
+            3,
+            _mm256_setzero_ps,
+            _mm256_loadu_ps,
+            _mm256_storeu_ps,
+            _mm256_set1_ps,
+            _mm256_fmadd_ps,
+            _mm256_add_ps
+        );
+    }
+    mod avx2_f64_half {
+        use super::*;
+        tile_kernels!(
+            run,
+            "avx2,fma",
+            f64,
+            __m256d,
+            4,
+            2,
+            3,
+            _mm256_setzero_pd,
+            _mm256_loadu_pd,
+            _mm256_storeu_pd,
+            _mm256_set1_pd,
+            _mm256_fmadd_pd,
+            _mm256_add_pd
+        );
+    }
+
     pub(super) use avx2_f32::run as f32_avx2;
+    pub(super) use avx2_f32_half::run as f32_avx2_half;
     pub(super) use avx2_f64::run as f64_avx2;
+    pub(super) use avx2_f64_half::run as f64_avx2_half;
     pub(super) use avx512_f32::run as f32_avx512;
+    pub(super) use avx512_f32_half::run as f32_avx512_half;
     pub(super) use avx512_f64::run as f64_avx512;
+    pub(super) use avx512_f64_half::run as f64_avx512_half;
 }
 
 #[cfg(test)]
@@ -1069,16 +1154,18 @@ mod tests {
         }
     }
 
-    /// The transposed product against a naive sum: row counts around the tile width and the
-    /// 16-row transpose (partial blocks of both), weight-row ranges that start inside a block
+    /// The transposed product against a naive sum: row counts around the tile width, the half
+    /// tile and the 16-row transpose (partial blocks of each), weight-row ranges that start inside a block
     /// and end on a partial one, depths off the vector width, overwrite and accumulate; columns
     /// outside the range and rows past `rows` are untouched.
     fn check_weight_rows<F: Real>(tol: f64) {
         let tw = tile_width::<F>();
         for &(rows, depth, (c0, c1)) in &[
             (8usize, 37usize, (0usize, 21usize)),
+            (tw / 2, 20, (1, 52)),
             (tw, 64, (3, 40)),
             (tw + 5, 19, (5, 6)),
+            (tw + tw / 2 + 1, 33, (0, 17)),
             (3 * tw - 1, 130, (16, 49)),
         ] {
             let (g, out_rs) = (52, 55);

@@ -177,6 +177,10 @@ fn configs() -> Vec<Config> {
         },
         // Enough rows for the transposed-panel step kernel.
         Config { t: 48, b: 44, h: 36, dirs: 2, lengths: Some((0..44).map(|k| 48 - k).collect()), ..base.clone() },
+        // One step of a batch that fills whole (half) tiles: R read in place by the transposed
+        // tile kernel (a full and a half tile at batch 24), as is W.
+        Config { t: 1, b: 16, h: 20, dirs: 2, peep: true, ..base.clone() },
+        Config { t: 1, b: 24, h: 12, proj: 5, order: GateOrder::TORCH, ..base.clone() },
         // Larger than the packed-kernel batch limit: the per-step GEMM path.
         Config { b: 66, h: 20, dirs: 2, peep: true, lengths: Some((0..66).map(|k| 1 + k % 5).collect()), ..base },
     ]
