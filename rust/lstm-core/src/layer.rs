@@ -542,7 +542,9 @@ const STREAM_MAX_ROWS: usize = 256;
 /// read in place and the rows packed (`weight_rows_product`) than with the weights packed into
 /// panels. The first pads the rows to a multiple of `tile` lanes; the second costs a pass over
 /// the weights, measured (Zen 4, 2 threads) at the work of about 8 more rows while they stay
-/// in the last-level cache and 24 once they spill (past 8 MiB).
+/// in the last-level cache and 24 once they spill (past 8 MiB). With half tiles of 16 lanes
+/// (f32) that means every count of 8-256 rows for weights past 8 MiB, and counts within 7 of a
+/// multiple of 16 below that; with the 8 lanes of f64, every count.
 fn streams_weights(rows: usize, w_bytes: usize, tile: usize) -> bool {
     let pack_rows_cost = if w_bytes > 8 << 20 { 24 } else { 8 };
     (8..=STREAM_MAX_ROWS).contains(&rows) && rows.next_multiple_of(tile) - rows < pack_rows_cost
@@ -585,7 +587,7 @@ unsafe fn project_inputs<F: Real>(
 
 /// `out[rows, 4H] (+)= lhs[rows, I] · W^T`, split over the threads by columns: W packed once
 /// (`packed`) for any row count; the GEMM library for more than 1024 rows; for 8 to 256 rows
-/// that nearly fill whole tiles, the rows packed and W read in place (`streams_weights`); else
+/// that nearly fill whole half tiles, the rows packed and W read in place (`streams_weights`); else
 /// W packed into panels per call and the tile kernel up to 1024 rows; the dot-form kernel on W
 /// in place for a handful of rows, or up to 64 when W is too big to be worth packing.
 ///
@@ -854,9 +856,11 @@ fn forward_steps<F: Real>(
     let peep = peep_views(dp.peephole, h, u0, u1);
     // How this member multiplies h by its rows of R (all four gates of its units) each step:
     // a panel of its slice (packed once per module, or transposed here once per call) that the
-    // tile kernel streams with up to eight rows per weight load; R in place (dot form) only for
-    // very short calls or R too big to pack; GEMM for the largest batches. bfloat16 weights pay
-    // where the step is bound by reading them: small batches.
+    // tile kernel streams with up to eight rows per weight load; for a single step of 8-64 rows
+    // that fill half tiles, R read in place once by the transposed tile kernel (a panel would
+    // serve one step); R in place (dot form) only for very short calls or R too big to pack;
+    // GEMM for the largest batches. bfloat16 weights pay where the step is bound by reading
+    // them: small batches.
     let r_bytes = std::mem::size_of_val(dp.r);
     let half = dp.r_bf16.filter(|_| F::IS_F32 && b <= BF16_MAX_BATCH && r_bytes >= BF16_MIN_BYTES && w > 0);
     // The packed kernel reads whole chunks of sixteen: h is copied into zero-padded rows.
@@ -866,6 +870,7 @@ fn forward_steps<F: Real>(
     } else if packed_r.is_some() {
         StepProduct::Panel
     } else if sched.max_len() == 1
+        && b <= PANEL_MAX_BATCH
         && matches!(path, KernelPath::Avx512 | KernelPath::Avx2)
         && streams_weights(b, r_bytes, tile_width::<F>() / 2)
     {
@@ -918,6 +923,9 @@ fn forward_steps<F: Real>(
                 } else if strategy == StepProduct::Panel {
                     axpy_cols(path, n, p, hprev, hrs, panel_ptr, tw, p * tw, segs, gates_s, g, true);
                 } else if strategy == StepProduct::Streamed {
+                    // Only a single step streams: h is h0, whose rows are `p` apart and which
+                    // no member writes, so the slice below covers nothing being written.
+                    debug_assert!(s == 0 && hrs == p, "streamed step {s}: h rows {hrs} apart");
                     let h_rows = std::slice::from_raw_parts(hprev, (n - 1) * hrs + p);
                     let (xt, xsegs) = pack_rows(path, h_rows, hrs, p, &[(0, 0, n)]);
                     for seg in segs.iter() {

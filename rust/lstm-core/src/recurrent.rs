@@ -8,7 +8,7 @@
 //! - [`weight_rows_product`]: the dot form's product on the tile kernel, transposed (the
 //!   weight rows broadcast, a few packed input rows as the panel).
 //!
-//! Both are register-blocked with explicit AVX-512 / AVX2 intrinsics for f32 and f64, chosen
+//! All are register-blocked with explicit AVX-512 / AVX2 intrinsics for f32 and f64, chosen
 //! at run time; the scalar path is the reference they are tested against.
 
 use crate::kernel::KernelPath;
@@ -389,9 +389,9 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
 /// broadcast operand, read in place (each value once from memory), and the few input rows as
 /// its panel (`xt`, the single segment [`pack_rows`] makes of them, in L2). It spares a call
 /// with few input rows the pass that packs the weights, which costs more than the product.
-/// Eight weight rows at a time meet every input tile while they sit in L1; their block of
-/// `outᵀ` is then transposed into `out`. A last tile at most half full runs on a half-width
-/// kernel, so the rows are padded to a multiple of half a tile (16 for f32), not a tile.
+/// Eight weight rows at a time meet every input tile while they sit in L1; each block of
+/// sixteen rows of `outᵀ` is then transposed into `out`. A last tile at most half full runs on
+/// a half-width kernel, so the rows are padded to a multiple of half a tile (16 for f32).
 ///
 /// # Safety
 /// `xt` is a [`pack_rows`] panel of `rows` rows of `depth` values starting at `xt`; `w` has
@@ -536,8 +536,9 @@ unsafe fn tile_product<F: Real>(
     }
 }
 
-/// Register-blocked tile kernels: `NV` vectors per row (a 128-byte tile), `R` rows, and the
-/// k loop unrolled `U` times with separate accumulators so FMA latency is hidden even at batch 1.
+/// Register-blocked tile kernels: `NV` vectors per row (a 128-byte tile, or 64 bytes for the
+/// half-width ones), `R` rows, and the k loop unrolled `U` times with separate accumulators so
+/// FMA latency is hidden even at batch 1.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
