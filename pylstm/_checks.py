@@ -47,6 +47,8 @@ def array(name: str, value: Any, dtype: np.dtype, shape: Sequence[int | None] | 
 
 def expect_shape(name: str, arr: np.ndarray, shape: Sequence[int | None], dims: str = "") -> None:
     """Raise ``ShapeError`` unless ``arr.shape`` matches ``shape``."""
+    if arr.shape == shape:  # the common case, a tuple of sizes: one comparison
+        return
     if len(arr.shape) == len(shape) and all(e is None or g == e
                                             for g, e in zip(arr.shape, shape, strict=True)):
         return

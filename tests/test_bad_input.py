@@ -146,6 +146,22 @@ def test_functional_bad_x_dtype(dtype):
     _mentions(str(err.value), "X", np.dtype(dtype).name)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.float16])
+def test_engine_entry_checks_x_dtype_itself(dtype):
+    # The engine tells float32 from float64 by array type, not the dtype's name: anything
+    # else still gets a DTypeError that names X and the dtype it got.
+    from pylstm import _core
+    from pylstm.modules import _DEFAULT_ACTS
+
+    w = np.zeros((16, 4), np.float32)
+    with pytest.raises(pylstm.DTypeError) as err:
+        _core.network_forward(np.zeros((2, 1, 4), dtype), [[(w, w, None, None, None)]],
+                              hidden_size=4, proj_size=0, order="torch", reverse=[False],
+                              activations=[_DEFAULT_ACTS], h0=None, c0=None, keep_tape=False,
+                              packed_weights=None)
+    _mentions(str(err.value), "X", np.dtype(dtype).name, "float32 or float64")
+
+
 @pytest.mark.parametrize("name", ["W", "R", "B", "P", "initial_h", "initial_c"])
 @pytest.mark.parametrize("xdt,odt", [(np.float32, np.float64), (np.float64, np.float32),
                                      (np.float64, np.int64), (np.float32, np.float16)])

@@ -6,7 +6,7 @@ use lstm_core::{
     network_backward as core_backward, network_forward as core_forward, Activation, CellOps, DirParams, GateOrder,
     LayerShape, NetworkTape, PackedBf16, Real, Schedule,
 };
-use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArrayDyn};
+use numpy::{Element, IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -385,12 +385,18 @@ pub fn network_forward<'py>(
         steps: dims[0],
         batch: dims[1],
     };
-    let dtype: String = x.getattr("dtype")?.str()?.to_string();
     let opts = (keep_tape, bf16_weights, packed_weights);
-    match dtype.as_str() {
-        "float32" => forward_typed::<f32>(py, x, layers, cfg, h0, c0, lengths, masks, opts, TapeData::F32),
-        "float64" => forward_typed::<f64>(py, x, layers, cfg, h0, c0, lengths, masks, opts, TapeData::F64),
-        other => Err(DTypeError::new_err(format!("X: expected dtype float32 or float64, got {other}"))),
+    // A type check, not the dtype's name: this runs on every call, single steps included.
+    if x.cast::<PyArrayDyn<f32>>().is_ok() {
+        forward_typed::<f32>(py, x, layers, cfg, h0, c0, lengths, masks, opts, TapeData::F32)
+    } else if x.cast::<PyArrayDyn<f64>>().is_ok() {
+        forward_typed::<f64>(py, x, layers, cfg, h0, c0, lengths, masks, opts, TapeData::F64)
+    } else {
+        let got = match x.getattr("dtype").and_then(|d| d.str()) {
+            Ok(d) if x.cast::<numpy::PyUntypedArray>().is_ok() => format!("dtype {d}"),
+            _ => format!("a {}", x.get_type().name()?),
+        };
+        Err(DTypeError::new_err(format!("X: expected a numpy array of dtype float32 or float64, got {got}")))
     }
 }
 
