@@ -638,7 +638,18 @@ unsafe fn project_rows<F: Real>(
             let cols = split_range(g, parts, m, 16);
             // SAFETY: each part writes its own columns of `out`.
             unsafe {
-                weight_rows_product(path, rows, i, xt_tiles.as_ptr(), w.as_ptr(), i, cols, out_ptr.at(0), g, accumulate)
+                weight_rows_product(
+                    path,
+                    rows,
+                    i,
+                    xt_tiles.as_ptr(),
+                    w.as_ptr(),
+                    i,
+                    &[cols],
+                    out_ptr.at(0),
+                    g,
+                    accumulate,
+                )
             };
         });
         crate::scratch::recycle(xt);
@@ -820,9 +831,14 @@ enum StepProduct {
 /// through memory that costs more than reading the weights in place (dot form).
 const PACK_MAX_BYTES: usize = 24 << 20;
 
-fn step_strategy(batch: usize, steps: usize, r_bytes: usize) -> StepProduct {
+/// How each step multiplies h by R packed per call (or read in place); `stream_lanes` is the
+/// half-tile width of the transposed tile kernel where the path has one.
+fn step_strategy(batch: usize, steps: usize, r_bytes: usize, stream_lanes: Option<usize>) -> StepProduct {
     if batch > PANEL_MAX_BATCH {
         StepProduct::Gemm
+    } else if steps == 1 && stream_lanes.is_some_and(|lanes| streams_weights(batch, r_bytes, lanes)) {
+        // A panel would serve one step: R is read in place once, the rows of h packed.
+        StepProduct::Streamed
     } else if batch * steps >= 32 || (batch * steps >= 8 && r_bytes <= PACK_MAX_BYTES) {
         // Packing costs about one step's weight traffic; the axpy kernel runs at close to the
         // FMA peak where the dot form spends a third of its time reducing and storing, and a
@@ -869,14 +885,9 @@ fn forward_steps<F: Real>(
         StepProduct::Dot
     } else if packed_r.is_some() {
         StepProduct::Panel
-    } else if sched.max_len() == 1
-        && b <= PANEL_MAX_BATCH
-        && matches!(path, KernelPath::Avx512 | KernelPath::Avx2)
-        && streams_weights(b, r_bytes, tile_width::<F>() / 2)
-    {
-        StepProduct::Streamed
     } else {
-        step_strategy(b, sched.max_len(), r_bytes)
+        let simd = matches!(path, KernelPath::Avx512 | KernelPath::Avx2);
+        step_strategy(b, sched.max_len(), r_bytes, simd.then(|| tile_width::<F>() / 2))
     };
     let (panel, segs) = match (strategy, packed_r) {
         (StepProduct::Panel, Some(pk)) if w > 0 => (Vec::new(), pk.segments(u0, u1)),
@@ -928,11 +939,10 @@ fn forward_steps<F: Real>(
                     debug_assert!(s == 0 && hrs == p, "streamed step {s}: h rows {hrs} apart");
                     let h_rows = std::slice::from_raw_parts(hprev, (n - 1) * hrs + p);
                     let (xt, xsegs) = pack_rows(path, h_rows, hrs, p, &[(0, 0, n)]);
-                    for seg in segs.iter() {
-                        let cols = (seg.w_start, seg.w_start + seg.width);
-                        let xt_tiles = xt.as_ptr().add(xsegs[0].w_start);
-                        weight_rows_product(path, n, p, xt_tiles, dp.r.as_ptr(), p, cols, gates_s, g, true);
-                    }
+                    let ranges: Vec<(usize, usize)> =
+                        segs.iter().map(|sg| (sg.w_start, sg.w_start + sg.width)).collect();
+                    let xt_tiles = xt.as_ptr().add(xsegs[0].w_start);
+                    weight_rows_product(path, n, p, xt_tiles, dp.r.as_ptr(), p, &ranges, gates_s, g, true);
                     crate::scratch::recycle(xt);
                 } else if k == 1 {
                     gemm(n, g, p, gates_s, g, 1, true, hprev, hrs, 1, dp.r.as_ptr(), 1, p, 1);

@@ -384,7 +384,8 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
     }
 }
 
-/// `out[r, c] (+)= Σ_k xt[k, r] · w[c, k]` for `r < rows` and weight rows `c0 <= c < c1`: the
+/// `out[r, c] (+)= Σ_k xt[k, r] · w[c, k]` for `r < rows` and weight rows `c` in each range
+/// `c0..c1` of `ranges`: the
 /// transposed product `outᵀ = w · xᵀ` on the tile kernel, with the weight rows as its
 /// broadcast operand, read in place (each value once from memory), and the few input rows as
 /// its panel (`xt`, the single segment [`pack_rows`] makes of them, in L2). It spares a call
@@ -395,8 +396,8 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
 ///
 /// # Safety
 /// `xt` is a [`pack_rows`] panel of `rows` rows of `depth` values starting at `xt`; `w` has
-/// rows `c0..c1` of `depth` values `w_rs` apart; `out` holds `rows` rows `out_rs` apart with
-/// columns `c0..c1`.
+/// the ranges' rows of `depth` values `w_rs` apart; `out` holds `rows` rows `out_rs` apart
+/// with the ranges' columns.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn weight_rows_product<F: Real>(
     path: KernelPath,
@@ -405,7 +406,7 @@ pub(crate) unsafe fn weight_rows_product<F: Real>(
     xt: *const F,
     w: *const F,
     w_rs: usize,
-    (c0, c1): (usize, usize),
+    ranges: &[(usize, usize)],
     out: *mut F,
     out_rs: usize,
     accumulate: bool,
@@ -415,22 +416,23 @@ pub(crate) unsafe fn weight_rows_product<F: Real>(
     let tiles = rows.div_ceil(tw);
     let stride = tiles * tw;
     let mut block = vec![F::ZERO; BLOCK * stride];
-    let mut c = c0;
-    while c < c1 {
-        let nc = (c1 - c).min(BLOCK);
-        for half in (0..nc).step_by(ROW_BLOCK) {
-            let nr = (nc - half).min(ROW_BLOCK);
-            let w_rows: [*const F; ROW_BLOCK] = std::array::from_fn(|r| w.add((c + half + r.min(nr - 1)) * w_rs));
-            for tile in 0..tiles {
-                let o: [*mut F; ROW_BLOCK] =
-                    std::array::from_fn(|r| block.as_mut_ptr().add((half + r) * stride + tile * tw));
-                // A last tile at most half full runs on the half-width kernel.
-                let narrow = rows - tile * tw <= tw / 2;
-                tile_product(path, narrow, nr, depth, &w_rows, xt.add(tile * depth * tw), tw, &o, false);
+    for &(mut c, c1) in ranges {
+        while c < c1 {
+            let nc = (c1 - c).min(BLOCK);
+            for half in (0..nc).step_by(ROW_BLOCK) {
+                let nr = (nc - half).min(ROW_BLOCK);
+                let w_rows: [*const F; ROW_BLOCK] = std::array::from_fn(|r| w.add((c + half + r.min(nr - 1)) * w_rs));
+                for tile in 0..tiles {
+                    let o: [*mut F; ROW_BLOCK] =
+                        std::array::from_fn(|r| block.as_mut_ptr().add((half + r) * stride + tile * tw));
+                    // A last tile at most half full runs on the half-width kernel.
+                    let narrow = rows - tile * tw <= tw / 2;
+                    tile_product(path, narrow, nr, depth, &w_rows, xt.add(tile * depth * tw), tw, &o, false);
+                }
             }
+            store_transposed(path, &block, stride, nc, rows, out.add(c), out_rs, accumulate);
+            c += nc;
         }
-        store_transposed(path, &block, stride, nc, rows, out.add(c), out_rs, accumulate);
-        c += nc;
     }
 }
 
@@ -644,78 +646,95 @@ mod x86 {
         };
     }
 
-    mod avx512_f32 {
-        use super::*;
-        tile_kernels!(
-            run,
-            "avx512f",
-            f32,
-            __m512,
-            16,
-            2,
-            8,
-            _mm512_setzero_ps,
-            _mm512_loadu_ps,
-            _mm512_storeu_ps,
-            _mm512_set1_ps,
-            _mm512_fmadd_ps,
-            _mm512_add_ps
-        );
+    /// A full-width (`NV` vectors, 128 bytes) and a half-width (64 bytes, the last tile of
+    /// `weight_rows_product` when at most half its lanes hold input rows) instantiation of
+    /// `tile_kernels!`, each in its own module.
+    macro_rules! tile_kernel_pair {
+        ($full:ident, $half:ident, $feat:literal, $t:ty, $v:ty, $lanes:literal, $nv:literal,
+         $maxr:literal, $half_nv:literal, $half_maxr:literal, $($ops:ident),+) => {
+            mod $full {
+                use super::*;
+                tile_kernels!(run, $feat, $t, $v, $lanes, $nv, $maxr, $($ops),+);
+            }
+            mod $half {
+                use super::*;
+                tile_kernels!(run, $feat, $t, $v, $lanes, $half_nv, $half_maxr, $($ops),+);
+            }
+        };
     }
-    mod avx512_f64 {
-        use super::*;
-        tile_kernels!(
-            run,
-            "avx512f",
-            f64,
-            __m512d,
-            8,
-            2,
-            8,
-            _mm512_setzero_pd,
-            _mm512_loadu_pd,
-            _mm512_storeu_pd,
-            _mm512_set1_pd,
-            _mm512_fmadd_pd,
-            _mm512_add_pd
-        );
-    }
-    mod avx2_f32 {
-        use super::*;
-        tile_kernels!(
-            run,
-            "avx2,fma",
-            f32,
-            __m256,
-            8,
-            4,
-            2,
-            _mm256_setzero_ps,
-            _mm256_loadu_ps,
-            _mm256_storeu_ps,
-            _mm256_set1_ps,
-            _mm256_fmadd_ps,
-            _mm256_add_ps
-        );
-    }
-    mod avx2_f64 {
-        use super::*;
-        tile_kernels!(
-            run,
-            "avx2,fma",
-            f64,
-            __m256d,
-            4,
-            4,
-            2,
-            _mm256_setzero_pd,
-            _mm256_loadu_pd,
-            _mm256_storeu_pd,
-            _mm256_set1_pd,
-            _mm256_fmadd_pd,
-            _mm256_add_pd
-        );
-    }
+
+    tile_kernel_pair!(
+        avx512_f32,
+        avx512_f32_half,
+        "avx512f",
+        f32,
+        __m512,
+        16,
+        2,
+        8,
+        1,
+        8,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps,
+        _mm512_add_ps
+    );
+    tile_kernel_pair!(
+        avx512_f64,
+        avx512_f64_half,
+        "avx512f",
+        f64,
+        __m512d,
+        8,
+        2,
+        8,
+        1,
+        8,
+        _mm512_setzero_pd,
+        _mm512_loadu_pd,
+        _mm512_storeu_pd,
+        _mm512_set1_pd,
+        _mm512_fmadd_pd,
+        _mm512_add_pd
+    );
+    tile_kernel_pair!(
+        avx2_f32,
+        avx2_f32_half,
+        "avx2,fma",
+        f32,
+        __m256,
+        8,
+        4,
+        2,
+        2,
+        3,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps,
+        _mm256_add_ps
+    );
+    tile_kernel_pair!(
+        avx2_f64,
+        avx2_f64_half,
+        "avx2,fma",
+        f64,
+        __m256d,
+        4,
+        4,
+        2,
+        2,
+        3,
+        _mm256_setzero_pd,
+        _mm256_loadu_pd,
+        _mm256_storeu_pd,
+        _mm256_set1_pd,
+        _mm256_fmadd_pd,
+        _mm256_add_pd
+    );
 
     macro_rules! dot_kernels {
         ($entry:ident, $feat:literal, $t:ty, $v:ty, $lanes:literal, $maxr:literal, $acc:literal,
@@ -964,81 +983,6 @@ mod x86 {
         }
     }
 
-    // Half tiles (64 bytes of columns): the last tile of `weight_rows_product` when at most
-    // half its lanes hold input rows.
-    mod avx512_f32_half {
-        use super::*;
-        tile_kernels!(
-            run,
-            "avx512f",
-            f32,
-            __m512,
-            16,
-            1,
-            8,
-            _mm512_setzero_ps,
-            _mm512_loadu_ps,
-            _mm512_storeu_ps,
-            _mm512_set1_ps,
-            _mm512_fmadd_ps,
-            _mm512_add_ps
-        );
-    }
-    mod avx512_f64_half {
-        use super::*;
-        tile_kernels!(
-            run,
-            "avx512f",
-            f64,
-            __m512d,
-            8,
-            1,
-            8,
-            _mm512_setzero_pd,
-            _mm512_loadu_pd,
-            _mm512_storeu_pd,
-            _mm512_set1_pd,
-            _mm512_fmadd_pd,
-            _mm512_add_pd
-        );
-    }
-    mod avx2_f32_half {
-        use super::*;
-        tile_kernels!(
-            run,
-            "avx2,fma",
-            f32,
-            __m256,
-            8,
-            2,
-            3,
-            _mm256_setzero_ps,
-            _mm256_loadu_ps,
-            _mm256_storeu_ps,
-            _mm256_set1_ps,
-            _mm256_fmadd_ps,
-            _mm256_add_ps
-        );
-    }
-    mod avx2_f64_half {
-        use super::*;
-        tile_kernels!(
-            run,
-            "avx2,fma",
-            f64,
-            __m256d,
-            4,
-            2,
-            3,
-            _mm256_setzero_pd,
-            _mm256_loadu_pd,
-            _mm256_storeu_pd,
-            _mm256_set1_pd,
-            _mm256_fmadd_pd,
-            _mm256_add_pd
-        );
-    }
-
     pub(super) use avx2_f32::run as f32_avx2;
     pub(super) use avx2_f32_half::run as f32_avx2_half;
     pub(super) use avx2_f64::run as f64_avx2;
@@ -1184,7 +1128,7 @@ mod tests {
                             xt.as_ptr().add(segs[0].w_start),
                             w.as_ptr(),
                             depth,
-                            (c0, c1),
+                            &[(c0, c1)],
                             out.as_mut_ptr(),
                             out_rs,
                             accumulate,
