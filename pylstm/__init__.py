@@ -2,7 +2,9 @@
 
 * :func:`pylstm.functional.lstm` — the ONNX ``LSTM`` operator, exactly, with a backward pass.
 * :class:`pylstm.LSTM`, :class:`pylstm.LSTMCell` — PyTorch's ``nn.LSTM`` / ``nn.LSTMCell``,
-  with gradients.
+  with gradients; they are :mod:`pylstm.nn` modules (``pylstm.nn.LSTM`` is the same class).
+* :class:`pylstm.Tensor`, :func:`pylstm.record`, :func:`pylstm.no_grad` — gradients for models
+  written as ordinary Python (:mod:`pylstm.autograd`).
 * Backends chosen at run time (:mod:`pylstm.backends`): the Rust engine (default) or ONNX
   Runtime.
 """
@@ -10,32 +12,48 @@
 from __future__ import annotations
 
 from pylstm import _core
+from pylstm.autograd import Tensor, no_grad, record, tensor
 from pylstm.errors import (
     BackendError,
+    CheckpointError,
     DTypeError,
     EngineError,
     LstmValueError,
+    PylstmError,
+    PylstmMemoryError,
     ShapeError,
     TapeError,
 )
-from pylstm.modules import LSTM, LSTMCell
+from pylstm.nn.recurrent import LSTM, LSTMCell
 from pylstm.runtime import get_num_threads, info, kernel, set_kernel, set_num_threads
 
 __version__: str = _core.__version__
 
 from pylstm import functional  # noqa: E402  (after the core it wraps)
-from pylstm.backends import backends, get_backend, set_backend, use_backend  # noqa: E402
+from pylstm.backends import (  # noqa: E402
+    get_backend,
+    list_backends,
+    set_backend,
+    use_backend,
+)
 
 __all__ = [
     "LSTM",
     "BackendError",
+    "CheckpointError",
+    "PylstmError",
+    "PylstmMemoryError",
     "DTypeError",
     "EngineError",
     "LSTMCell",
+    "Tensor",
+    "no_grad",
+    "record",
+    "tensor",
     "LstmValueError",
     "ShapeError",
     "TapeError",
-    "backends",
+    "list_backends",
     "functional",
     "get_backend",
     "get_num_threads",

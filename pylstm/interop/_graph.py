@@ -70,19 +70,8 @@ class ModuleSpec:
 
 
 def module_params(module: Any) -> dict[str, np.ndarray]:
-    """The module's parameters as ``{pytorch_name: array}``."""
-    params = getattr(module, "parameters", None)
-    if callable(params):
-        params = params()
-    if isinstance(params, dict):
-        return dict(params)
-    named = getattr(module, "named_parameters", None)
-    if callable(named):
-        return dict(named())
-    sd = getattr(module, "state_dict", None)
-    if callable(sd):
-        return dict(sd())
-    raise TypeError(f"{type(module).__name__} has no parameters dict")
+    """The module's parameters as ``{pytorch_name: array}`` (the live arrays)."""
+    return {name: p.data for name, p in module.named_parameters()}
 
 
 def spec_of(module: Any) -> ModuleSpec:

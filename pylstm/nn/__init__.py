@@ -1,15 +1,11 @@
-"""pylstm's training toolkit: layers, losses, optimisers, schedules and checkpoints.
+"""pylstm's training toolkit: one module system, layers, losses, optimisers, schedules and
+checkpoints.
 
-Pure numpy plus the Rust LSTM engine (:class:`pylstm.LSTM`); no deep-learning framework.
-
-Conventions:
-
-* Layers: ``out, tape = layer.forward(x, ..., requires_grad=True)`` (``tape`` is ``None``
-  without ``requires_grad``); ``dx = layer.backward(tape, dout)`` adds parameter gradients into
-  ``layer.grads[name]`` and returns input gradients. ``layer(x)`` is inference.
-* Losses: ``value, tape = loss.forward(pred, target, mask, requires_grad=True)``;
-  ``dpred = loss.backward(tape)``.
-* Optimisers update parameters in place; ``model.zero_grad()`` between steps.
+Pure numpy plus the Rust LSTM engine; no deep-learning framework. The convention every module
+follows is stated once, in :mod:`pylstm.nn.module`: ``m(x)`` on arrays is inference; on
+:class:`~pylstm.autograd.Tensor` values (or inside :func:`pylstm.record`) the call is recorded and
+``loss.backward()`` fills each :class:`Parameter`'s ``grad``. Layers also expose the explicit
+``forward(..., requires_grad=True)`` / ``backward(tape, dout)`` pair the recorder is built on.
 """
 
 from __future__ import annotations
@@ -19,7 +15,7 @@ from .attention import Attention
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from .layers import Dropout, Embedding, LayerNorm, Linear
 from .losses import CrossEntropyLoss, HuberLoss, Loss, MSELoss, QuantileLoss
-from .module import Module, ParamRef, Sequential
+from .module import Module, Parameter, Sequential
 from .optim import SGD, Adam, AdamW, Optimizer, clip_grad_norm_
 from .recurrent import LSTM, LSTMCell
 from .schedules import (
@@ -51,7 +47,7 @@ __all__ = [
     "MSELoss",
     "Module",
     "Optimizer",
-    "ParamRef",
+    "Parameter",
     "QuantileLoss",
     "ReduceLROnPlateau",
     "SGD",

@@ -1,9 +1,10 @@
 """Attention over a key/value sequence with key masks: dot, general (Luong) and additive
 (Bahdanau) scores.
 
-``(context, weights), tape = attn.forward(query, keys, values=None, mask=None,
-requires_grad=True)`` and ``dquery, dkeys, dvalues = attn.backward(tape, dcontext,
-dweights=None)``.
+``context, weights = attn(query, keys, values=None, mask=None)`` (recorded on tensors or inside
+:func:`pylstm.record`); explicitly
+``(context, weights), tape = attn.forward(..., requires_grad=True)`` and
+``dquery, dkeys, dvalues = attn.backward(tape, (dcontext, dweights))``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._errors import LstmValueError, ShapeError
+from pylstm.errors import LstmValueError, ShapeError
+
 from ._validate import as_float_dtype, check_float, check_mask, make_rng, positive_int
-from .module import Module, _check_tape
+from .module import Module, Parameter, check_tape
 
 __all__ = ["Attention"]
 
@@ -83,21 +85,19 @@ class Attention(Module):
         elif score == "general":
             bound = 1.0 / np.sqrt(self.key_dim)
             w = rng.uniform(-bound, bound, (self.query_dim, self.key_dim))
-            self.register_parameter("weight", w.astype(self.dtype))
+            self.weight = Parameter(w.astype(self.dtype))
         else:
             self.attn_dim = positive_int(attn_dim, "attn_dim") if attn_dim else self.key_dim
             a = self.attn_dim
             bq, bk, bv = (1.0 / np.sqrt(n) for n in (self.query_dim, self.key_dim, a))
-            self.register_parameter(
-                "query_weight", rng.uniform(-bq, bq, (a, self.query_dim)).astype(self.dtype)
-            )
-            self.register_parameter(
-                "key_weight", rng.uniform(-bk, bk, (a, self.key_dim)).astype(self.dtype)
-            )
+            self.query_weight = Parameter(
+                rng.uniform(-bq, bq, (a, self.query_dim)).astype(self.dtype))
+            self.key_weight = Parameter(
+                rng.uniform(-bk, bk, (a, self.key_dim)).astype(self.dtype))
             self.use_bias = bool(bias)
             if self.use_bias:
-                self.register_parameter("bias", rng.uniform(-bk, bk, (a,)).astype(self.dtype))
-            self.register_parameter("v", rng.uniform(-bv, bv, (a,)).astype(self.dtype))
+                self.bias = Parameter(rng.uniform(-bk, bk, (a,)).astype(self.dtype))
+            self.v = Parameter(rng.uniform(-bv, bv, (a,)).astype(self.dtype))
 
     def extra_repr(self) -> str:
         return f"{self.query_dim}, {self.key_dim}, score={self.score!r}, dtype={self.dtype}"
@@ -112,7 +112,7 @@ class Attention(Module):
         values: np.ndarray | None = None,
         mask: np.ndarray | None = None,
         requires_grad: bool = False,
-    ) -> tuple[tuple[np.ndarray, np.ndarray], Any]:
+    ) -> Any:
         """Return ``((context, weights), tape)``."""
         query = check_float(query, "query", self.dtype)
         keys = check_float(keys, "keys", self.dtype)
@@ -139,15 +139,15 @@ class Attention(Module):
         if self.score == "dot":
             s = q @ keys.transpose(0, 2, 1)
         elif self.score == "general":
-            qw = q @ self.parameters["weight"]
+            qw = q @ self.weight.data
             s = qw @ keys.transpose(0, 2, 1)
         else:
-            pq = q @ self.parameters["query_weight"].T  # [B, Tq, A]
-            pk = keys @ self.parameters["key_weight"].T  # [B, Tk, A]
+            pq = q @ self.query_weight.data.T  # [B, Tq, A]
+            pk = keys @ self.key_weight.data.T  # [B, Tk, A]
             if self.use_bias:
-                pk = pk + self.parameters["bias"]
+                pk = pk + self.bias.data
             h = np.tanh(pq[:, :, None, :] + pk[:, None, :, :])  # [B, Tq, Tk, A]
-            s = h @ self.parameters["v"]
+            s = h @ self.v.data
         scale = self._scale()
         if scale != 1.0:
             s = s * self.dtype.type(scale)
@@ -158,20 +158,26 @@ class Attention(Module):
             if requires_grad
             else None
         )
-        if single:
-            return (context[:, 0], weights[:, 0]), tape
-        return (context, weights), tape
+        out = (context[:, 0], weights[:, 0]) if single else (context, weights)
+        return (out, tape) if requires_grad else out
 
     def backward(  # type: ignore[override]
         self,
         tape: _AttentionTape,
-        dcontext: np.ndarray,
+        dcontext: Any,
         dweights: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Return ``(dquery, dkeys, dvalues)``; ``dvalues`` is ``None`` when ``values`` defaulted
         to ``keys`` (its gradient is then included in ``dkeys``)."""
-        _check_tape(tape, _AttentionTape, "Attention")
+        check_tape(tape, _AttentionTape, "Attention")
+        if isinstance(dcontext, tuple):  # the outputs' structure: (dcontext, dweights)
+            if dweights is not None or len(dcontext) != 2:
+                raise LstmValueError("dcontext: expected an array or a pair (dcontext, dweights)")
+            dcontext, dweights = dcontext
         q, k, v, w = tape.q, tape.k, tape.v, tape.weights
+        if dcontext is None:
+            dcontext = np.zeros(((w.shape[0],) if tape.single_query else w.shape[:2])
+                                + (v.shape[2],), v.dtype)
         b, tq, tk = w.shape
         lead = (b,) if tape.single_query else (b, tq)
         dcontext = check_float(dcontext, "dcontext", self.dtype)
@@ -198,24 +204,24 @@ class Attention(Module):
             dq = ds @ k
             dk = ds.transpose(0, 2, 1) @ q
         elif self.score == "general":
-            wgen = self.parameters["weight"]
+            wgen = self.weight.data
             dqw = ds @ k  # [B, Tq, Dk]
-            self.grads["weight"] += np.einsum("bqi,bqj->ij", q, dqw)
+            self.weight.grad += np.einsum("bqi,bqj->ij", q, dqw)
             dq = dqw @ wgen.T
             dk = ds.transpose(0, 2, 1) @ tape.qw
         else:
             h = tape.h
             assert h is not None
-            self.grads["v"] += np.einsum("bqka,bqk->a", h, ds)
-            dpre = ds[..., None] * self.parameters["v"] * (1 - h * h)  # [B, Tq, Tk, A]
+            self.v.grad += np.einsum("bqka,bqk->a", h, ds)
+            dpre = ds[..., None] * self.v.data * (1 - h * h)  # [B, Tq, Tk, A]
             dpq = dpre.sum(axis=2)  # [B, Tq, A]
             dpk = dpre.sum(axis=1)  # [B, Tk, A]
-            self.grads["query_weight"] += np.einsum("bqa,bqd->ad", dpq, q)
-            self.grads["key_weight"] += np.einsum("bka,bkd->ad", dpk, k)
+            self.query_weight.grad += np.einsum("bqa,bqd->ad", dpq, q)
+            self.key_weight.grad += np.einsum("bka,bkd->ad", dpk, k)
             if self.use_bias:
-                self.grads["bias"] += dpk.sum(axis=(0, 1))
-            dq = dpq @ self.parameters["query_weight"]
-            dk = dpk @ self.parameters["key_weight"]
+                self.bias.grad += dpk.sum(axis=(0, 1))
+            dq = dpq @ self.query_weight.data
+            dk = dpk @ self.key_weight.data
         if tape.single_query:
             dq = dq[:, 0]
         if tape.values_is_keys:

@@ -1,9 +1,10 @@
 """Feed-forward layers: :class:`Linear`, :class:`Embedding`, :class:`Dropout`, :class:`LayerNorm`.
 
-All follow the :mod:`pylstm.nn.module` convention: ``out, tape = layer.forward(x,
-requires_grad=True)`` and ``dx = layer.backward(tape, dout)`` (parameter gradients are added into
-``layer.grads``). Random initialisation and dropout masks come from a per-layer
-``numpy.random.Generator`` built from ``seed``; the global numpy RNG is never used.
+All follow the :mod:`pylstm.nn.module` convention: ``layer(x)`` (inference on arrays, recorded on
+tensors), or explicitly ``out, tape = layer.forward(x, requires_grad=True)`` and
+``dx = layer.backward(tape, dout)`` (parameter gradients are added into each ``p.grad``).
+Random initialisation and dropout masks come from a per-layer ``numpy.random.Generator`` built
+from ``seed``; the global numpy RNG is never used.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import LstmValueError, ShapeError
+from pylstm.errors import LstmValueError, ShapeError
+
 from ._validate import (
     as_float_dtype,
     check_float,
@@ -22,7 +24,7 @@ from ._validate import (
     make_rng,
     positive_int,
 )
-from .module import Module, _check_tape
+from .module import Module, Parameter, check_tape
 
 __all__ = ["Linear", "Embedding", "Dropout", "LayerNorm"]
 
@@ -38,6 +40,8 @@ class Linear(Module):
     Parameters: ``weight`` ``[out_features, in_features]`` and ``bias`` ``[out_features]``,
     initialised uniform in ``±1/sqrt(in_features)``.
     """
+
+    single_input = True
 
     def __init__(
         self,
@@ -55,38 +59,38 @@ class Linear(Module):
         rng = make_rng(seed)
         bound = 1.0 / np.sqrt(self.in_features)
         w = rng.uniform(-bound, bound, (self.out_features, self.in_features))
-        self.register_parameter("weight", w.astype(self.dtype))
+        self.weight = Parameter(w.astype(self.dtype))
         self.use_bias = bool(bias)
         if self.use_bias:
             b = rng.uniform(-bound, bound, (self.out_features,))
-            self.register_parameter("bias", b.astype(self.dtype))
+            self.bias = Parameter(b.astype(self.dtype))
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, bias={self.use_bias}, dtype={self.dtype}"
 
-    def forward(self, x: np.ndarray, requires_grad: bool = False) -> tuple[np.ndarray, Any]:
+    def forward(self, x: np.ndarray, requires_grad: bool = False) -> Any:
         """``x``: ``[..., in_features]`` -> ``[..., out_features]``."""
         x = check_float(x, "x", self.dtype)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ShapeError(
                 f"x: expected shape [..., {self.in_features}] (in_features), got {x.shape}"
             )
-        y = x @ self.parameters["weight"].T
+        y = x @ self.weight.data.T
         if self.use_bias:
-            y = y + self.parameters["bias"]
-        return y, (_LinearTape(x) if requires_grad else None)
+            y = y + self.bias.data
+        return (y, _LinearTape(x)) if requires_grad else y
 
     def backward(self, tape: _LinearTape, dout: np.ndarray) -> np.ndarray:  # type: ignore[override]
         """Return ``dx`` shaped like ``x``; add ``dweight``/``dbias`` into ``grads``."""
-        _check_tape(tape, _LinearTape, "Linear")
+        check_tape(tape, _LinearTape, "Linear")
         x = tape.x
         dout = check_float(dout, "dout", self.dtype)
         check_shape(dout, "dout", x.shape[:-1] + (self.out_features,))
         d2 = dout.reshape(-1, self.out_features)
-        self.grads["weight"] += d2.T @ x.reshape(-1, self.in_features)
+        self.weight.grad += d2.T @ x.reshape(-1, self.in_features)
         if self.use_bias:
-            self.grads["bias"] += d2.sum(axis=0)
-        return dout @ self.parameters["weight"]
+            self.bias.grad += d2.sum(axis=0)
+        return dout @ self.weight.data
 
 
 @dataclass
@@ -101,6 +105,8 @@ class Embedding(Module):
     ``dout`` into ``grads["weight"]`` (repeated ids accumulate) and returns ``None``: the input is
     integer ids and has no gradient.
     """
+
+    single_input = True
 
     def __init__(
         self,
@@ -128,12 +134,12 @@ class Embedding(Module):
         w = make_rng(seed).standard_normal((self.num_embeddings, self.embedding_dim))
         if padding_idx is not None:
             w[padding_idx] = 0.0
-        self.register_parameter("weight", w.astype(self.dtype))
+        self.weight = Parameter(w.astype(self.dtype))
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, padding_idx={self.padding_idx}"
 
-    def forward(self, ids: np.ndarray, requires_grad: bool = False) -> tuple[np.ndarray, Any]:
+    def forward(self, ids: np.ndarray, requires_grad: bool = False) -> Any:
         """``ids``: integer array of any shape -> ``[*ids.shape, embedding_dim]``."""
         ids = check_int(ids, "ids")
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
@@ -141,12 +147,12 @@ class Embedding(Module):
                 f"ids: expected values in [0, {self.num_embeddings}) (num_embeddings), "
                 f"got min {ids.min()} and max {ids.max()}"
             )
-        out = self.parameters["weight"][ids]
-        return out, (_EmbeddingTape(ids) if requires_grad else None)
+        out = self.weight.data[ids]
+        return (out, _EmbeddingTape(ids)) if requires_grad else out
 
     def backward(self, tape: _EmbeddingTape, dout: np.ndarray) -> None:  # type: ignore[override]
         """Scatter-add ``dout`` into ``grads["weight"]``; returns ``None``."""
-        _check_tape(tape, _EmbeddingTape, "Embedding")
+        check_tape(tape, _EmbeddingTape, "Embedding")
         dout = check_float(dout, "dout", self.dtype)
         check_shape(dout, "dout", tape.ids.shape + (self.embedding_dim,))
         ids = tape.ids.reshape(-1)
@@ -154,7 +160,7 @@ class Embedding(Module):
         if self.padding_idx is not None:
             keep = ids != self.padding_idx
             ids, rows = ids[keep], rows[keep]
-        np.add.at(self.grads["weight"], ids, rows)
+        np.add.at(self.weight.grad, ids, rows)
         return None
 
 
@@ -166,6 +172,8 @@ class _DropoutTape:
 class Dropout(Module):
     """Inverted dropout: in training mode zero each element with probability ``p`` and scale the
     rest by ``1/(1-p)``; identity in eval mode. The mask is kept in the tape."""
+
+    single_input = True
 
     def __init__(self, p: float = 0.5, *, seed: int | np.random.Generator | None = None) -> None:
         super().__init__()
@@ -179,19 +187,19 @@ class Dropout(Module):
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
-    def forward(self, x: np.ndarray, requires_grad: bool = False) -> tuple[np.ndarray, Any]:
+    def forward(self, x: np.ndarray, requires_grad: bool = False) -> Any:
         x = check_float(x, "x")
         if not self.training or self.p == 0.0:
-            return x, (_DropoutTape(None) if requires_grad else None)
+            return (x, _DropoutTape(None)) if requires_grad else x
         if self.p == 1.0:
             mask = np.zeros(x.shape, dtype=x.dtype)
         else:
             keep = self.rng.random(x.shape) >= self.p
             mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
-        return x * mask, (_DropoutTape(mask) if requires_grad else None)
+        return (x * mask, _DropoutTape(mask)) if requires_grad else x * mask
 
     def backward(self, tape: _DropoutTape, dout: np.ndarray) -> np.ndarray:  # type: ignore[override]
-        _check_tape(tape, _DropoutTape, "Dropout")
+        check_tape(tape, _DropoutTape, "Dropout")
         dout = check_float(dout, "dout")
         if tape.mask is None:
             return dout
@@ -209,6 +217,8 @@ class LayerNorm(Module):
     """Layer normalisation over the trailing ``normalized_shape`` axes (like
     ``torch.nn.LayerNorm``): ``(x - mean) / sqrt(var + eps) * weight + bias`` with the biased
     variance. Parameters ``weight`` (ones) and ``bias`` (zeros) when ``elementwise_affine``."""
+
+    single_input = True
 
     def __init__(
         self,
@@ -234,9 +244,9 @@ class LayerNorm(Module):
         self.elementwise_affine = bool(elementwise_affine)
         self.use_bias = self.elementwise_affine and bool(bias)
         if self.elementwise_affine:
-            self.register_parameter("weight", np.ones(self.normalized_shape, self.dtype))
+            self.weight = Parameter(np.ones(self.normalized_shape, self.dtype))
         if self.use_bias:
-            self.register_parameter("bias", np.zeros(self.normalized_shape, self.dtype))
+            self.bias = Parameter(np.zeros(self.normalized_shape, self.dtype))
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, affine={self.elementwise_affine}"
@@ -244,7 +254,7 @@ class LayerNorm(Module):
     def _axes(self) -> tuple[int, ...]:
         return tuple(range(-len(self.normalized_shape), 0))
 
-    def forward(self, x: np.ndarray, requires_grad: bool = False) -> tuple[np.ndarray, Any]:
+    def forward(self, x: np.ndarray, requires_grad: bool = False) -> Any:
         x = check_float(x, "x", self.dtype)
         k = len(self.normalized_shape)
         if x.ndim < k or x.shape[-k:] != self.normalized_shape:
@@ -260,23 +270,23 @@ class LayerNorm(Module):
         xhat = xc * rstd
         y = xhat
         if self.elementwise_affine:
-            y = y * self.parameters["weight"]
+            y = y * self.weight.data
         if self.use_bias:
-            y = y + self.parameters["bias"]
-        return y, (_LayerNormTape(xhat, rstd) if requires_grad else None)
+            y = y + self.bias.data
+        return (y, _LayerNormTape(xhat, rstd)) if requires_grad else y
 
     def backward(self, tape: _LayerNormTape, dout: np.ndarray) -> np.ndarray:  # type: ignore[override]
-        _check_tape(tape, _LayerNormTape, "LayerNorm")
+        check_tape(tape, _LayerNormTape, "LayerNorm")
         dout = check_float(dout, "dout", self.dtype)
         check_shape(dout, "dout", tape.xhat.shape)
         axes = self._axes()
         lead = tuple(range(dout.ndim - len(self.normalized_shape)))
         xhat = tape.xhat
         if self.use_bias:
-            self.grads["bias"] += dout.sum(axis=lead)
+            self.bias.grad += dout.sum(axis=lead)
         if self.elementwise_affine:
-            self.grads["weight"] += (dout * xhat).sum(axis=lead)
-            dxhat = dout * self.parameters["weight"]
+            self.weight.grad += (dout * xhat).sum(axis=lead)
+            dxhat = dout * self.weight.data
         else:
             dxhat = dout
         m1 = dxhat.mean(axis=axes, keepdims=True)

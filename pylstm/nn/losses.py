@@ -2,9 +2,10 @@
 
 Convention (all losses):
 
-* ``value, tape = loss.forward(pred, target, mask=None, requires_grad=True)``: ``value`` is a
-  Python ``float``; ``tape`` is ``None`` unless ``requires_grad``. ``loss(pred, target, mask)``
-  returns just the value.
+* A loss is a layer (:class:`~pylstm.nn.Module`): ``loss(pred, target, mask)`` returns the value
+  as a 0-d array in ``pred``'s dtype (a scalar :class:`~pylstm.autograd.Tensor` when ``pred`` is
+  a tensor or inside :func:`pylstm.record`, ready for ``.backward()``).
+* Explicitly: ``value, tape = loss.forward(pred, target, mask=None, requires_grad=True)``.
 * ``dpred = loss.backward(tape, dvalue=1.0)``: gradient of ``dvalue * value`` with respect to
   ``pred``, same shape and dtype as ``pred``.
 * ``reduction="mean"`` (default) divides by the number of *valid* elements (tokens for
@@ -22,8 +23,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._errors import LstmValueError, ShapeError
+from pylstm.errors import LstmValueError, ShapeError
+
 from ._validate import check_array, check_float, check_int, check_mask
+from .module import Module, check_tape
 
 __all__ = ["Loss", "CrossEntropyLoss", "MSELoss", "HuberLoss", "QuantileLoss"]
 
@@ -35,10 +38,13 @@ class _LossTape:
     grad: np.ndarray  # d value / d pred for dvalue == 1
 
 
-class Loss:
+class Loss(Module):
     """Base class of the losses: see the module docstring for the convention."""
 
+    single_input = True
+
     def __init__(self, reduction: Reduction = "mean") -> None:
+        super().__init__()
         if reduction not in ("mean", "sum"):
             raise LstmValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
         self.reduction = reduction
@@ -49,24 +55,14 @@ class Loss:
         target: np.ndarray,
         mask: np.ndarray | None = None,
         requires_grad: bool = False,
-    ) -> tuple[float, _LossTape | None]:
+    ) -> Any:
         raise NotImplementedError
 
-    def __call__(
-        self, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None
-    ) -> float:
-        return self.forward(pred, target, mask)[0]
-
-    def backward(self, tape: _LossTape, dvalue: float = 1.0) -> np.ndarray:
+    def backward(self, tape: _LossTape, dvalue: Any = 1.0) -> np.ndarray:  # type: ignore[override]
         """Gradient of ``dvalue * value`` with respect to ``pred``."""
-        if tape is None:
-            raise LstmValueError(
-                f"tape: {type(self).__name__}.backward got None; "
-                "call forward(..., requires_grad=True) first"
-            )
-        if not isinstance(tape, _LossTape):
-            raise TypeError(f"tape: expected a loss tape, got {type(tape).__name__}")
-        return tape.grad * tape.grad.dtype.type(dvalue)
+        check_tape(tape, _LossTape, type(self).__name__)
+        dv = 1.0 if dvalue is None else float(np.asarray(dvalue))
+        return tape.grad * tape.grad.dtype.type(dv)
 
     def _denominator(self, n_valid: float) -> float:
         if self.reduction == "sum":
@@ -75,14 +71,15 @@ class Loss:
 
     def _finish(
         self, per: np.ndarray, grad: np.ndarray, n_valid: float, requires_grad: bool
-    ) -> tuple[float, _LossTape | None]:
+    ) -> Any:
         """``per``/``grad``: per-element loss and gradient, already zero where invalid."""
         denom = self._denominator(n_valid)
-        if denom == 0.0:
-            return 0.0, (_LossTape(np.zeros_like(grad)) if requires_grad else None)
-        value = float(per.sum(dtype=np.float64) / denom)
+        value = np.asarray(0.0 if denom == 0.0 else per.sum(dtype=np.float64) / denom,
+                           dtype=per.dtype)
         if not requires_grad:
-            return value, None
+            return value
+        if denom == 0.0:
+            return value, _LossTape(np.zeros_like(grad))
         return value, _LossTape(grad * grad.dtype.type(1.0 / denom))
 
 
@@ -133,7 +130,7 @@ class CrossEntropyLoss(Loss):
         target: np.ndarray,
         mask: np.ndarray | None = None,
         requires_grad: bool = False,
-    ) -> tuple[float, _LossTape | None]:
+    ) -> Any:
         logits = check_float(logits, "logits")
         target = check_int(target, "target")
         if logits.ndim < 1 or target.shape != logits.shape[:-1]:
@@ -181,7 +178,7 @@ class MSELoss(Loss):
         target: np.ndarray,
         mask: np.ndarray | None = None,
         requires_grad: bool = False,
-    ) -> tuple[float, _LossTape | None]:
+    ) -> Any:
         pred, target = _pair(pred, target)
         diff = pred - target
         m = None if mask is None else _prefix_mask(mask, pred.shape)
@@ -207,7 +204,7 @@ class HuberLoss(Loss):
         target: np.ndarray,
         mask: np.ndarray | None = None,
         requires_grad: bool = False,
-    ) -> tuple[float, _LossTape | None]:
+    ) -> Any:
         pred, target = _pair(pred, target)
         d = pred - target
         m = None if mask is None else _prefix_mask(mask, pred.shape)
@@ -232,6 +229,10 @@ class QuantileLoss(Loss):
 
     def __init__(self, quantiles: Sequence[float], reduction: Reduction = "mean") -> None:
         super().__init__(reduction)
+        if isinstance(quantiles, (str, bytes)) or not all(
+                isinstance(q, (int, float, np.floating, np.integer)) and not isinstance(q, bool)
+                for q in quantiles):
+            raise LstmValueError(f"quantiles: expected a sequence of numbers, got {quantiles!r}")
         qs = np.asarray(list(quantiles), dtype=np.float64)
         if qs.ndim != 1 or qs.size == 0:
             raise LstmValueError(f"quantiles: expected a non-empty sequence, got {quantiles!r}")
@@ -245,7 +246,7 @@ class QuantileLoss(Loss):
         target: np.ndarray,
         mask: np.ndarray | None = None,
         requires_grad: bool = False,
-    ) -> tuple[float, _LossTape | None]:
+    ) -> Any:
         pred = check_float(pred, "pred")
         k = self.quantiles.size
         if pred.ndim < 1 or pred.shape[-1] != k:

@@ -1,245 +1,353 @@
-"""The :class:`Module` base class, :class:`ParamRef` and the :class:`Sequential` container.
+"""The one module system: :class:`Parameter`, :class:`Module` and :class:`Sequential`.
 
-Conventions shared by every layer in :mod:`pylstm.nn`:
+The convention every module follows, stated once:
 
-* ``out, tape = layer.forward(x, ..., requires_grad=True)``; with ``requires_grad=False`` (the
-  default) the tape is ``None``. ``layer(x, ...)`` is ``layer.forward(x, ...)[0]``.
-* ``dx = layer.backward(tape, dout)`` *adds* the parameter gradients into ``layer.grads[name]``
-  (in place) and returns the gradient with respect to the input(s).
-* ``layer.parameters`` / ``layer.grads`` hold the module's *own* arrays (same keys and shapes);
-  ``named_parameters()`` / ``named_grads()`` walk children and yield dotted names such as
-  ``"encoder.weight_ih_l0"``. Optimisers update the parameter arrays in place.
+* ``m(x, ...)`` on numpy arrays is inference: arrays in, arrays out, nothing recorded.
+* ``m(t, ...)`` on a :class:`~pylstm.autograd.Tensor`, or any call inside
+  :func:`pylstm.record`, records and returns tensors; ``loss.backward()`` then fills every
+  parameter's ``.grad``.
+* A *layer* (a module that defines :meth:`Module.backward`) also offers its two explicit halves:
+  ``out = m.forward(x)``; ``out, tape = m.forward(x, requires_grad=True)`` and
+  ``input_grads = m.backward(tape, output_grads)``, which adds the parameter gradients into each
+  ``p.grad``. The recorder is built on exactly these.
+* A *composite* module (your model) defines only ``forward`` in ordinary Python over other
+  modules and :mod:`pylstm.autograd` functions; its gradients come from the recorder.
+
+Parameters are :class:`Parameter` tensors assigned as attributes (``self.weight =
+Parameter(w)``) or registered by name; ``p.data`` is the live array (optimisers update it in
+place and the engine reads it), ``p.grad`` an array of the same shape. Assigning one module's
+parameter to another (``decoder.out.weight = decoder.embed.weight``) ties them: both layers read
+and accumulate into the same arrays, and :meth:`Module.parameters` yields it once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ._errors import DTypeError, LstmValueError, ShapeError
+from pylstm.autograd.recorder import record_call, wants_recording
+from pylstm.autograd.tensor import Tensor
+from pylstm.errors import DTypeError, LstmValueError, ShapeError, TapeError
 
-__all__ = ["Module", "ParamRef", "Sequential"]
+__all__ = ["Module", "Parameter", "Sequential", "check_tape"]
 
 
-@dataclass(frozen=True)
-class ParamRef:
-    """A named handle on one parameter: ``data`` and ``grad`` are looked up live on each access.
+class Parameter(Tensor):
+    """A trainable array: a leaf tensor that requires gradients, with ``grad`` preallocated
+    (zeros of the same shape and dtype) so backward passes accumulate in place.
 
-    Looking the gradient up by key (instead of holding the array) keeps optimisers correct even
-    if a module replaces a gradient array instead of updating it in place.
-    """
+    ``version`` counts in-place updates (optimiser steps, ``load_state_dict``,
+    ``mark_updated``): copies derived from the data (packed weights, onnxruntime sessions)
+    rebuild when it changes."""
 
-    name: str
-    owner: Module
-    key: str
+    __slots__ = ("version",)
 
-    @property
-    def data(self) -> np.ndarray:
-        """The live parameter array (update in place)."""
-        return self.owner.parameters[self.key]
+    def __init__(self, data: Any, requires_grad: bool = True) -> None:
+        arr = data.data if isinstance(data, Tensor) else data
+        if not isinstance(arr, np.ndarray):
+            raise DTypeError(f"data: expected a numpy.ndarray, got {type(arr).__name__}")
+        if arr.dtype not in (np.float32, np.float64):
+            raise DTypeError(f"data: expected float32 or float64, got {arr.dtype}")
+        super().__init__(np.ascontiguousarray(arr), requires_grad=requires_grad)
+        self.grad = np.zeros_like(self.data)
+        self.version = 0
 
-    @property
-    def grad(self) -> np.ndarray:
-        """The accumulated gradient array."""
-        return self.owner.grads[self.key]
+    def __repr__(self) -> str:
+        return f"Parameter(shape={list(self.shape)}, dtype={self.dtype})"
+
+    def __reduce__(self) -> tuple:
+        return (_rebuild_parameter, (self.data, self.grad, self.requires_grad))
+
+
+def _rebuild_parameter(data: np.ndarray, grad: np.ndarray, requires_grad: bool) -> Parameter:
+    p = Parameter(data, requires_grad)
+    p.grad = grad
+    return p
+
+
+def check_tape(tape: Any, cls: type, who: str) -> None:
+    """Refuse a missing tape or one another layer made."""
+    if tape is None:
+        raise TapeError(f"tape: {who}.backward got None; call forward(..., requires_grad=True) "
+                        "first")
+    if not isinstance(tape, cls):
+        raise TapeError(f"tape: expected a {cls.__name__}, got {type(tape).__name__}")
 
 
 class Module:
-    """Base class: own parameters and gradients plus named child modules.
+    """Base class of layers and models: parameters, child modules, modes, state dicts.
 
-    Subclasses call ``super().__init__()`` first, register arrays with :meth:`register_parameter`
-    and assign child modules as attributes (``self.encoder = LSTM(...)``).
+    Subclasses call ``super().__init__()`` first, then assign parameters and child modules as
+    attributes.
     """
 
-    parameters: dict[str, np.ndarray]
-    grads: dict[str, np.ndarray]
     training: bool
+    #: A layer whose ``backward`` returns the gradient of its one differentiable input (not a
+    #: tuple aligned with the positional inputs).
+    single_input: ClassVar[bool] = False
 
     def __init__(self) -> None:
-        object.__setattr__(self, "_children", {})
-        self.parameters = {}
-        self.grads = {}
-        self.training = True
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
 
     # ----------------------------------------------------------------- registration
     def __setattr__(self, name: str, value: Any) -> None:
-        children = self.__dict__.get("_children")
-        if children is None:
-            raise RuntimeError(
-                f"{type(self).__name__}: call super().__init__() before assigning attributes"
-            )
-        if isinstance(value, Module):
-            children[name] = value
-        elif name in children:
-            del children[name]
-        object.__setattr__(self, name, value)
+        params = self.__dict__.get("_parameters")
+        if params is None:
+            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before "
+                               "assigning attributes")
+        mods = self.__dict__["_modules"]
+        if isinstance(value, Parameter):
+            mods.pop(name, None)
+            self.__dict__.pop(name, None)
+            params[name] = value
+            self._parameters_changed()
+        elif isinstance(value, Module):
+            params.pop(name, None)
+            self.__dict__.pop(name, None)
+            mods[name] = value
+        else:
+            if name in params:
+                raise TypeError(f"{name}: expected a pylstm.nn.Parameter (it is a parameter "
+                                f"of {type(self).__name__}), got {type(value).__name__}")
+            mods.pop(name, None)
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        d = self.__dict__
+        if "_parameters" in d and name in d["_parameters"]:
+            return d["_parameters"][name]
+        if "_modules" in d and name in d["_modules"]:
+            return d["_modules"][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        if name in self._parameters:
+            del self._parameters[name]
+        elif name in self._modules:
+            del self._modules[name]
+        else:
+            object.__delattr__(self, name)
+
+    def _parameters_changed(self) -> None:
+        """Called when a parameter is assigned (engine modules drop cached packs)."""
+
+    def register_parameter(self, name: str, value: Parameter | np.ndarray) -> Parameter:
+        """Register ``value`` (an array becomes a :class:`Parameter`) as ``name``."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise LstmValueError(f"name: expected a non-empty name without '.', got {name!r}")
+        p = value if isinstance(value, Parameter) else Parameter(value)
+        setattr(self, name, p)
+        return p
 
     def add_module(self, name: str, module: Module) -> None:
         """Register ``module`` as a child called ``name`` (also reachable as an attribute)."""
         if not isinstance(module, Module):
             raise TypeError(f"module: expected a pylstm.nn.Module, got {type(module).__name__}")
-        if not name or "." in name:
+        if not isinstance(name, str) or not name or "." in name:
             raise LstmValueError(f"name: expected a non-empty name without '.', got {name!r}")
         setattr(self, name, module)
-
-    def register_parameter(self, name: str, value: np.ndarray) -> np.ndarray:
-        """Register ``value`` as parameter ``name`` with a zero gradient of the same shape."""
-        if not name or "." in name:
-            raise LstmValueError(f"name: expected a non-empty name without '.', got {name!r}")
-        if not isinstance(value, np.ndarray):
-            raise DTypeError(f"{name}: expected a numpy.ndarray, got {type(value).__name__}")
-        value = np.ascontiguousarray(value)
-        self.parameters[name] = value
-        self.grads[name] = np.zeros_like(value)
-        return value
 
     # ----------------------------------------------------------------- traversal
     def named_children(self) -> Iterator[tuple[str, Module]]:
         """Direct children, in registration order."""
-        yield from self._children.items()  # type: ignore[attr-defined]
+        yield from self._modules.items()
+
+    def children(self) -> Iterator[Module]:
+        """Direct children, in registration order."""
+        yield from self._modules.values()
 
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """This module (named ``prefix``) and all descendants, depth first."""
-        yield prefix, self
-        for name, child in self.named_children():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+        """This module (named ``prefix``) and every descendant once, depth first."""
+        seen: set[int] = set()
 
-    def parameter_refs(self, prefix: str = "") -> Iterator[ParamRef]:
-        """A :class:`ParamRef` per parameter, own parameters first, then children's."""
+        def walk(mod: Module, name: str) -> Iterator[tuple[str, Module]]:
+            if id(mod) in seen:
+                return
+            seen.add(id(mod))
+            yield name, mod
+            for child_name, child in mod._modules.items():
+                yield from walk(child, f"{name}.{child_name}" if name else child_name)
+
+        yield from walk(self, prefix)
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every descendant once."""
+        for _, m in self.named_modules():
+            yield m
+
+    def _all_named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         for mod_name, mod in self.named_modules(prefix):
-            for key in mod.parameters:
-                yield ParamRef(f"{mod_name}.{key}" if mod_name else key, mod, key)
+            for key, p in mod._parameters.items():
+                yield (f"{mod_name}.{key}" if mod_name else key), p
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        """``(dotted_name, live_array)`` for every parameter."""
-        for ref in self.parameter_refs(prefix):
-            yield ref.name, ref.data
+    def named_parameters(self, prefix: str = "",
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+        """``(dotted name, parameter)`` for every parameter; a tied parameter once, under its
+        first name, unless ``remove_duplicate=False``."""
+        seen: set[int] = set()
+        for name, p in self._all_named_parameters(prefix):
+            if remove_duplicate:
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+            yield name, p
 
-    def named_grads(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        """``(dotted_name, gradient_array)`` for every parameter."""
-        for ref in self.parameter_refs(prefix):
-            yield ref.name, ref.grad
+    def parameters(self) -> Iterator[Parameter]:
+        """Every parameter once (what an optimiser takes)."""
+        for _, p in self.named_parameters():
+            yield p
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter with dotted name ``target`` (``"encoder.weight_ih_l0"``)."""
+        for name, p in self._all_named_parameters():
+            if name == target:
+                return p
+        raise LstmValueError(f"target: no parameter named {target!r} in "
+                             f"{type(self).__name__}")
+
+    def named_rngs(self) -> Iterator[tuple[str, np.random.Generator]]:
+        """The random generators of the modules (dropout masks, initialisation), by module
+        name: what a checkpoint saves so a resumed run draws the same masks."""
+        for name, mod in self.named_modules():
+            rng = mod.__dict__.get("rng", mod.__dict__.get("_rng"))
+            if isinstance(rng, np.random.Generator):
+                yield name, rng
 
     def num_parameters(self) -> int:
-        """Total number of scalar parameters."""
-        return int(sum(p.size for _, p in self.named_parameters()))
+        """Total number of scalar parameters (tied ones counted once)."""
+        return int(sum(p.size for p in self.parameters()))
 
     # ----------------------------------------------------------------- state
     def zero_grad(self) -> None:
-        """Set every gradient (recursively) to zero, in place."""
-        for _, mod in self.named_modules():
-            for g in mod.grads.values():
-                g.fill(0)
+        """Set every parameter's gradient to zero, in place."""
+        for p in self.parameters():
+            if p.grad is None:
+                p.grad = np.zeros_like(p.data)
+            else:
+                p.grad.fill(0)
 
     def train(self, mode: bool = True) -> Module:
-        """Set training mode recursively (dropout active); returns ``self``."""
+        """Training mode (dropout active) for this module and its descendants; returns self."""
         if not isinstance(mode, bool):
             raise TypeError(f"mode: expected a bool, got {mode!r}")
-        for _, mod in self.named_modules():
-            mod.training = mode
-            mod._on_train(mode)
+        for mod in self.modules():
+            object.__setattr__(mod, "training", mode)
         return self
 
     def eval(self) -> Module:
         """Same as ``train(False)``."""
         return self.train(False)
 
-    def _on_train(self, mode: bool) -> None:
-        """Hook for modules that must forward the mode elsewhere (engine wrappers)."""
-
     def mark_updated(self) -> None:
-        """Called after this module's own parameters changed in place (optimiser steps,
-        :meth:`load_state_dict`). A no-op here; engine wrappers forward it so cached backends
-        (e.g. onnxruntime sessions) see the new weights."""
+        """Tell this module and its descendants that parameters changed in place (optimiser
+        steps and :meth:`load_state_dict` call it): cached backends and packed copies
+        rebuild."""
+        for mod in self.modules():
+            for p in mod._parameters.values():
+                p.version += 1
+            mod._parameters_changed()
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of all parameters by dotted name."""
-        return {name: p.copy() for name, p in self.named_parameters()}
+        """Copies of every parameter by dotted name (tied parameters under each name)."""
+        return {name: p.data.copy()
+                for name, p in self.named_parameters(remove_duplicate=False)}
 
-    def load_state_dict(self, state: Mapping[str, np.ndarray], strict: bool = True) -> None:
-        """Copy ``state`` into the live parameter arrays (in place, bit for bit).
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        """Copy ``state`` into the live parameter arrays.
 
-        Shapes and dtypes must match exactly. With ``strict`` (default) the key sets must be equal.
+        Everything is checked before anything is assigned: with ``strict`` (default) the names
+        must match exactly; shapes must match; values must be float arrays (numpy, or
+        tensors of a framework with ``.detach().cpu().numpy()``), converted to each
+        parameter's dtype. One error lists every problem.
         """
-        refs = {ref.name: ref for ref in self.parameter_refs()}
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state: expected a mapping of names to arrays, got "
+                            f"{type(state).__name__}")
+        targets = dict(self.named_parameters(remove_duplicate=False))
+        problems: list[str] = []
         if strict:
-            missing = sorted(set(refs) - set(state))
-            unexpected = sorted(set(state) - set(refs))
-            if missing or unexpected:
-                raise KeyError(
-                    f"state: missing keys {missing}, unexpected keys {unexpected}"
-                )
+            missing = sorted(set(targets) - set(state))
+            unexpected = sorted(set(state) - set(targets))
+            if missing:
+                problems.append(f"missing keys {missing}")
+            if unexpected:
+                problems.append(f"unexpected keys {unexpected}")
+        arrays: dict[str, np.ndarray] = {}
         for name, value in state.items():
-            if name not in refs:
+            if name not in targets:
                 continue
-            target = refs[name].data
-            if not isinstance(value, np.ndarray):
-                raise DTypeError(f"state[{name!r}]: expected a numpy.ndarray, got {type(value)}")
-            if value.shape != target.shape:
-                raise ShapeError(
-                    f"state[{name!r}]: expected shape {target.shape}, got {value.shape}"
-                )
-            if value.dtype != target.dtype:
-                raise DTypeError(
-                    f"state[{name!r}]: expected dtype {target.dtype}, got {value.dtype}"
-                )
-        touched: dict[int, Module] = {}
-        for name, value in state.items():
-            if name in refs:
-                np.copyto(refs[name].data, value)
-                touched[id(refs[name].owner)] = refs[name].owner
-        for mod in touched.values():
-            mod.mark_updated()
+            arr = _to_numpy(value)
+            target = targets[name]
+            if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
+                got = arr.dtype if isinstance(arr, np.ndarray) else type(value).__name__
+                problems.append(f"{name}: expected a float array, got {got}")
+            elif arr.shape != target.shape:
+                problems.append(f"{name}: expected shape {list(target.shape)}, got "
+                                f"{list(arr.shape)}")
+            else:
+                arrays[name] = arr
+        if problems:
+            raise ShapeError(f"state_dict: {'; '.join(problems)}")
+        for name, arr in arrays.items():
+            np.copyto(targets[name].data, arr, casting="unsafe")
+        self.zero_grad()
+        self.mark_updated()
 
     # ----------------------------------------------------------------- compute
-    def forward(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        """Return ``(out, tape)``; ``tape`` is ``None`` unless ``requires_grad=True``."""
-        raise NotImplementedError
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation (see the module docstring for the convention)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no forward")
 
-    def backward(self, tape: Any, *grads: Any, **kwargs: Any) -> Any:
-        """Accumulate parameter gradients and return input gradients."""
-        raise NotImplementedError
+    def backward(self, tape: Any, dout: Any) -> Any:
+        """Layers only: add parameter gradients into ``p.grad``, return input gradients."""
+        raise NotImplementedError(f"{type(self).__name__} is not a layer with its own backward")
+
+    def is_layer(self) -> bool:
+        """Whether this module has its own backward (is recorded as one node per call)."""
+        return type(self).backward is not Module.backward
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Inference: ``forward(..., requires_grad=False)[0]``."""
+        """Inference on arrays; recorded on tensors or inside :func:`pylstm.record`."""
         if "requires_grad" in kwargs:
-            raise TypeError("requires_grad: use module.forward(...) for a tape, not module(...)")
-        return self.forward(*args, requires_grad=False, **kwargs)[0]
+            raise TypeError("requires_grad: use module.forward(..., requires_grad=True) for the "
+                            "explicit tape, or call the module on tensors to record")
+        if self.is_layer() and wants_recording(args, kwargs):
+            return record_call(self.forward, self.backward, args, kwargs, type(self).__name__,
+                               self.single_input)
+        return self.forward(*args, **kwargs)
 
     def extra_repr(self) -> str:
         """Arguments shown by ``repr``."""
         return ""
 
     def __repr__(self) -> str:
-        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        head = f"{type(self).__name__}({self.extra_repr()}"
         children = list(self.named_children())
         if not children:
-            return lines[0] + ")"
+            return head + ")"
+        lines = [head]
         for name, child in children:
             body = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {body}")
         return "\n".join(lines) + "\n)"
 
 
-def _check_tape(tape: Any, cls: type, who: str) -> None:
-    if tape is None:
-        raise LstmValueError(
-            f"tape: {who}.backward got None; call forward(..., requires_grad=True) first"
-        )
-    if not isinstance(tape, cls):
-        raise TypeError(f"tape: expected a {cls.__name__}, got {type(tape).__name__}")
+def _to_numpy(value: Any) -> Any:
+    """Arrays from numpy, pylstm tensors or framework tensors (``.detach().cpu().numpy()``)."""
+    if isinstance(value, Tensor):
+        return value.data
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value) if isinstance(value, (list, tuple, np.generic, float, int)) \
+        else value
 
 
 class Sequential(Module):
-    """Chain of single-input, single-output modules, children named ``"0"``, ``"1"``, ...
-
-    ``forward`` feeds each module's output to the next; ``backward`` runs the chain in reverse.
-    A module whose backward returns ``None`` (e.g. :class:`~pylstm.nn.Embedding`, whose input is
-    integer ids) must come first.
-    """
+    """Modules applied one after another, children named ``"0"``, ``"1"``, ..."""
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
@@ -247,31 +355,13 @@ class Sequential(Module):
             self.add_module(str(i), m)
 
     def __len__(self) -> int:
-        return len(self._children)  # type: ignore[attr-defined]
+        return len(self._modules)
 
     def __getitem__(self, index: int) -> Module:
-        return list(self._children.values())[index]  # type: ignore[attr-defined]
+        return list(self._modules.values())[index]
 
-    def forward(self, x: Any, requires_grad: bool = False) -> tuple[Any, list[Any] | None]:
-        tapes: list[Any] = []
-        for _, m in self.named_children():
-            x, t = m.forward(x, requires_grad=requires_grad)
-            tapes.append(t)
-        return x, (tapes if requires_grad else None)
-
-    def backward(self, tape: list[Any] | None, dout: Any) -> Any:  # type: ignore[override]
-        if tape is None:
-            raise LstmValueError(
-                "tape: Sequential.backward got None; call forward(..., requires_grad=True) first"
-            )
-        mods = [m for _, m in self.named_children()]
-        if len(tape) != len(mods):
-            raise LstmValueError(f"tape: expected {len(mods)} entries, got {len(tape)}")
-        for i in range(len(mods) - 1, -1, -1):
-            if dout is None:
-                raise LstmValueError(
-                    f"Sequential: module {i} ({type(mods[i + 1]).__name__} at {i + 1}) returned "
-                    "no input gradient; it must be the first module"
-                )
-            dout = mods[i].backward(tape[i], dout)
-        return dout
+    def forward(self, x: Any) -> Any:
+        """Each module's output is the next one's input."""
+        for m in self._modules.values():
+            x = m(x)
+        return x

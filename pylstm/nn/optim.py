@@ -2,15 +2,17 @@
 
 Parameters are updated **in place** (the engine reads the live arrays). An optimiser takes
 
-* a :class:`~pylstm.nn.Module` (all its parameters, by dotted name),
-* an iterable of :class:`~pylstm.nn.ParamRef` (e.g. ``model.parameter_refs()``) or of
-  ``(name, param, grad)`` array triples,
+* a :class:`~pylstm.nn.Module` (all its parameters, by dotted name) or ``model.parameters()``
+  (:class:`~pylstm.nn.Parameter` objects, named by position) or ``(name, Parameter)`` pairs
+  (``model.named_parameters()``),
+* ``(name, param, grad)`` array triples, for optimising plain arrays,
 * or a list of parameter groups, dicts ``{"params": <one of the above>, "lr": ..., ...}`` whose
   missing options take the constructor's values (like ``torch.optim`` parameter groups).
 
-Gradients are read at each :meth:`Optimizer.step` from the owning module by name, so
-``module.zero_grad()`` and ``optimizer.zero_grad()`` are interchangeable. Arithmetic runs in each
-parameter's dtype (float32 or float64), as PyTorch does.
+Gradients are read at each :meth:`Optimizer.step` from each parameter's ``grad``, so
+``model.zero_grad()`` and ``optimizer.zero_grad()`` are interchangeable. Each step bumps the
+parameters' ``version``, which tells cached copies (packed weights, onnxruntime sessions) to
+rebuild. Arithmetic runs in each parameter's dtype (float32 or float64), as PyTorch does.
 """
 
 from __future__ import annotations
@@ -21,37 +23,47 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import LstmValueError, ShapeError
-from .module import Module, ParamRef
+from pylstm.errors import LstmValueError, ShapeError
+
+from .module import Module, Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_"]
 
 
 @dataclass(frozen=True)
-class _ArrayRef:
-    """A ParamRef-like handle on a plain ``(name, param, grad)`` triple."""
+class _Ref:
+    """A named handle on one parameter (a :class:`Parameter` or a plain array pair)."""
 
     name: str
     data: np.ndarray
     grad: np.ndarray
+    param: Parameter | None = None
 
 
-def _refs(params: Any, what: str = "params") -> list[Any]:
+def _param_ref(name: str, p: Parameter) -> _Ref:
+    if p.grad is None:
+        p.grad = np.zeros_like(p.data)
+    return _Ref(name, p.data, p.grad, p)
+
+
+def _refs(params: Any, what: str = "params") -> list[_Ref]:
     if isinstance(params, Module):
-        return list(params.parameter_refs())
-    if isinstance(params, (ParamRef, _ArrayRef)):
-        return [params]
+        return [_param_ref(n, p) for n, p in params.named_parameters()]
+    if isinstance(params, Parameter):
+        return [_param_ref("0", params)]
     try:
         items = list(params)
     except TypeError as exc:
         raise TypeError(
-            f"{what}: expected a Module, ParamRefs or (name, param, grad) triples, "
-            f"got {type(params).__name__}"
+            f"{what}: expected a Module, Parameters, (name, Parameter) pairs or (name, param, "
+            f"grad) triples, got {type(params).__name__}"
         ) from exc
-    out: list[Any] = []
-    for item in items:
-        if isinstance(item, (ParamRef, _ArrayRef)):
-            out.append(item)
+    out: list[_Ref] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Parameter):
+            out.append(_param_ref(str(i), item))
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Parameter):
+            out.append(_param_ref(str(item[0]), item[1]))
         elif isinstance(item, tuple) and len(item) == 3:
             name, p, g = item
             if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray):
@@ -60,10 +72,11 @@ def _refs(params: Any, what: str = "params") -> list[Any]:
                 raise ShapeError(
                     f"{what}: gradient of {name!r} expected shape {p.shape}, got {g.shape}"
                 )
-            out.append(_ArrayRef(str(name), p, g))
+            out.append(_Ref(str(name), p, g))
         else:
             raise TypeError(
-                f"{what}: expected ParamRef or (name, param, grad) items, got {type(item).__name__}"
+                f"{what}: expected Parameters, (name, Parameter) pairs or (name, param, grad) "
+                f"triples, got {type(item).__name__}"
             )
     return out
 
@@ -76,6 +89,15 @@ def _check_lr(lr: Any) -> float:
     return float(lr)
 
 
+def _number(group: dict[str, Any], key: str) -> float:
+    v = group[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise LstmValueError(f"{key}: expected a number >= 0, got {v!r}")
+    if not float(v) >= 0:
+        raise LstmValueError(f"{key}: expected a number >= 0, got {v}")
+    return float(v)
+
+
 class Optimizer:
     """Base class: parameter groups, per-parameter ``state`` keyed by name, ``state_dict``."""
 
@@ -83,14 +105,14 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[str, dict[str, Any]] = {}
-        if isinstance(params, Module):
+        if isinstance(params, (Module, Parameter)):
             groups: list[Any] = [{"params": params}]
         else:
             try:
                 items = list(params)
             except TypeError as exc:
                 raise TypeError(
-                    "params: expected a Module, ParamRefs, (name, param, grad) triples or "
+                    "params: expected a Module, Parameters, (name, param, grad) triples or "
                     f"parameter-group dicts, got {type(params).__name__}"
                 ) from exc
             if items and all(isinstance(it, dict) for it in items):
@@ -98,17 +120,23 @@ class Optimizer:
             else:
                 groups = [{"params": items}]
         seen: set[str] = set()
+        seen_ids: set[int] = set()
         for i, group in enumerate(groups):
             unknown = set(group) - set(defaults) - {"params"}
             if unknown:
                 raise LstmValueError(f"param_groups[{i}]: unknown options {sorted(unknown)}")
             g = {**self.defaults, **group}
             g["params"] = _refs(group.get("params", []), f"param_groups[{i}].params")
+            if len(groups) > 1:  # names by position must stay unique across groups
+                g["params"] = [r if r.param is None or not r.name.isdigit()
+                               else _Ref(f"{i}.{r.name}", r.data, r.grad, r.param)
+                               for r in g["params"]]
             self._validate_group(g, i)
             for ref in g["params"]:
-                if ref.name in seen:
+                if ref.name in seen or id(ref.data) in seen_ids:
                     raise LstmValueError(f"params: parameter {ref.name!r} appears twice")
                 seen.add(ref.name)
+                seen_ids.add(id(ref.data))
             self.param_groups.append(g)
         if not seen:
             raise LstmValueError("params: got an empty parameter list")
@@ -121,30 +149,33 @@ class Optimizer:
         """The first group's learning rate (schedules set every group's)."""
         return float(self.param_groups[0]["lr"])
 
+    def _live(self, ref: _Ref) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays to read now: a parameter's ``grad`` may have been replaced."""
+        if ref.param is None:
+            return ref.data, ref.grad
+        p = ref.param
+        if p.grad is None:
+            p.grad = np.zeros_like(p.data)
+        return p.data, p.grad
+
     def zero_grad(self) -> None:
         """Zero every gradient in place."""
         for group in self.param_groups:
             for ref in group["params"]:
-                ref.grad.fill(0)
+                self._live(ref)[1].fill(0)
 
     def step(self) -> None:
         """Apply one update to every parameter, in place."""
         for group in self.param_groups:
             for ref in group["params"]:
-                p, g = ref.data, ref.grad
+                p, g = self._live(ref)
                 if g.shape != p.shape:
                     raise ShapeError(
                         f"grad of {ref.name!r}: expected shape {p.shape}, got {g.shape}"
                     )
                 self._update(p, g, self.state.setdefault(ref.name, {}), group)
-        owners: dict[int, Module] = {}
-        for group in self.param_groups:
-            for ref in group["params"]:
-                owner = getattr(ref, "owner", None)
-                if owner is not None:
-                    owners[id(owner)] = owner
-        for owner in owners.values():
-            owner.mark_updated()
+                if ref.param is not None:
+                    ref.param.version += 1
 
     def _update(
         self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
@@ -167,24 +198,52 @@ class Optimizer:
         return {"param_groups": groups, "state": state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore options and state saved by :meth:`state_dict` (same parameter names)."""
+        """Restore options and state saved by :meth:`state_dict` (same parameter names).
+
+        Everything is validated first (every option as the constructor validates it, every
+        state entry's type, shape and dtype); on any problem nothing changes."""
+        if not isinstance(state_dict, dict) or not {"param_groups", "state"} <= set(state_dict):
+            raise LstmValueError("state_dict: expected a dict with 'param_groups' and 'state', "
+                                 f"got {type(state_dict).__name__}")
         groups = state_dict["param_groups"]
-        if len(groups) != len(self.param_groups):
+        if not isinstance(groups, list) or len(groups) != len(self.param_groups):
+            got = len(groups) if isinstance(groups, list) else type(groups).__name__
             raise LstmValueError(
-                f"state_dict: expected {len(self.param_groups)} parameter groups, got {len(groups)}"
+                f"state_dict: expected {len(self.param_groups)} parameter groups, got {got}"
             )
+        restored: list[dict[str, Any]] = []
         for i, (saved, group) in enumerate(zip(groups, self.param_groups, strict=True)):
+            if not isinstance(saved, dict) or "params" not in saved:
+                raise LstmValueError(f"state_dict: param_groups[{i}]: expected a dict with "
+                                     f"'params', got {type(saved).__name__}")
             names = [r.name for r in group["params"]]
             if list(saved["params"]) != names:
                 raise LstmValueError(
                     f"state_dict: param_groups[{i}] names {list(saved['params'])} differ from "
                     f"the optimiser's {names}"
                 )
+            unknown = set(saved) - set(self.defaults) - {"params"}
+            if unknown:
+                raise LstmValueError(f"state_dict: param_groups[{i}]: unknown options "
+                                     f"{sorted(unknown)}")
+            trial = {**group, **{k: v for k, v in saved.items() if k != "params"}}
+            try:
+                self._validate_group(trial, i)
+            except (TypeError, ValueError) as exc:
+                raise LstmValueError(f"state_dict: param_groups[{i}]: {exc}") from None
+            restored.append(trial)
         by_name = {r.name: r for g in self.param_groups for r in g["params"]}
+        saved_state = state_dict["state"]
+        if not isinstance(saved_state, dict):
+            raise LstmValueError(f"state_dict: state: expected a dict, got "
+                                 f"{type(saved_state).__name__}")
         new_state: dict[str, dict[str, Any]] = {}
-        for name, s in state_dict["state"].items():
+        for name, s in saved_state.items():
             if name not in by_name:
                 raise LstmValueError(f"state_dict: state for unknown parameter {name!r}")
+            if not isinstance(s, dict):
+                raise LstmValueError(f"state_dict: state[{name!r}]: expected a dict, got "
+                                     f"{type(s).__name__}")
             p = by_name[name].data
             entry: dict[str, Any] = {}
             for k, v in s.items():
@@ -195,13 +254,17 @@ class Optimizer:
                             f"got {v.dtype}{v.shape}"
                         )
                     entry[k] = v.copy()
+                elif k == "step":
+                    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                        raise LstmValueError(f"state_dict: state[{name!r}]['step']: expected an "
+                                             f"integer >= 0, got {v!r}")
+                    entry[k] = int(v)
                 else:
-                    entry[k] = v
+                    raise LstmValueError(f"state_dict: state[{name!r}][{k!r}]: expected an "
+                                         f"array, got {type(v).__name__}")
             new_state[name] = entry
-        for saved, group in zip(groups, self.param_groups, strict=True):
-            for k, v in saved.items():
-                if k != "params":
-                    group[k] = v
+        for trial, group in zip(restored, self.param_groups, strict=True):
+            group.update(trial)
         self.state = new_state
 
 
@@ -232,9 +295,7 @@ class SGD(Optimizer):
     def _validate_group(self, group: dict[str, Any], index: int) -> None:
         super()._validate_group(group, index)
         for key in ("momentum", "dampening", "weight_decay"):
-            if not float(group[key]) >= 0:
-                raise LstmValueError(f"{key}: expected >= 0, got {group[key]}")
-            group[key] = float(group[key])
+            group[key] = _number(group, key)
         group["nesterov"] = bool(group["nesterov"])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise LstmValueError(
@@ -288,14 +349,15 @@ class Adam(Optimizer):
 
     def _validate_group(self, group: dict[str, Any], index: int) -> None:
         super()._validate_group(group, index)
-        betas = tuple(float(b) for b in group["betas"])
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise LstmValueError(f"betas: expected two values in [0, 1), got {group['betas']}")
-        group["betas"] = list(betas)
+        raw = group["betas"]
+        ok = (isinstance(raw, (tuple, list)) and len(raw) == 2
+              and all(isinstance(b, (int, float, np.floating)) and not isinstance(b, bool)
+                      and 0.0 <= float(b) < 1.0 for b in raw))
+        if not ok:
+            raise LstmValueError(f"betas: expected two numbers in [0, 1), got {raw!r}")
+        group["betas"] = [float(b) for b in raw]
         for key in ("eps", "weight_decay"):
-            if not float(group[key]) >= 0:
-                raise LstmValueError(f"{key}: expected >= 0, got {group[key]}")
-            group[key] = float(group[key])
+            group[key] = _number(group, key)
         group["amsgrad"] = bool(group["amsgrad"])
 
     def _update(
@@ -358,18 +420,16 @@ def clip_grad_norm_(
 
     Like ``torch.nn.utils.clip_grad_norm_``: the total norm is the ``norm_type``-norm of the
     per-array norms (``inf`` allowed); every gradient is multiplied by
-    ``min(1, max_norm / (total + 1e-6))``. ``params``: a Module, an Optimizer, ParamRefs,
-    ``(name, param, grad)`` triples or plain gradient arrays. Returns the total norm (before
-    clipping) as a float.
+    ``min(1, max_norm / (total + 1e-6))``. ``params``: a Module, ``model.parameters()``, an
+    Optimizer, ``(name, param, grad)`` triples or plain gradient arrays. Returns the total norm
+    (before clipping) as a float.
     """
     if isinstance(params, Optimizer):
-        grads = [r.grad for g in params.param_groups for r in g["params"]]
+        grads = [params._live(r)[1] for g in params.param_groups for r in g["params"]]
     elif isinstance(params, np.ndarray):
         grads = [params]
-    elif isinstance(params, Module):
-        grads = [r.grad for r in params.parameter_refs()]
     else:
-        items = list(params)
+        items = list(params.parameters()) if isinstance(params, Module) else list(params)
         if items and all(isinstance(x, np.ndarray) for x in items):
             grads = items
         else:
