@@ -26,6 +26,8 @@ __all__ = ["flatten", "unflatten", "wants_recording", "record_call", "plain"]
 def flatten(tree: Any) -> tuple[list[Any], Any]:
     """Leaves of nested tuples/lists, and the structure to rebuild them with."""
     if isinstance(tree, (tuple, list)):
+        if not any(isinstance(item, (tuple, list)) for item in tree):  # the common, flat case
+            return list(tree), (type(tree), [(1, None)] * len(tree))
         leaves: list[Any] = []
         shapes = []
         for item in tree:
@@ -58,8 +60,7 @@ def wants_recording(args: Any, kwargs: dict[str, Any] | None = None) -> bool:
     """A call records inside :func:`~pylstm.autograd.record`, or when a tensor is passed."""
     if is_recording():
         return True
-    leaves, _ = flatten(args)
-    if any(isinstance(x, Tensor) for x in leaves):
+    if any(isinstance(x, Tensor) for x in flatten(args)[0]):
         return True
     return bool(kwargs) and any(isinstance(v, Tensor) for v in flatten(list(kwargs.values()))[0])
 
@@ -76,7 +77,8 @@ def record_call(forward: Callable[..., tuple[Any, Any]], backward: Callable[[Any
     """
     in_leaves, in_spec = flatten(args)
     arrays = [x.data if isinstance(x, Tensor) else x for x in in_leaves]
-    out, tape = forward(*unflatten(in_spec, arrays), requires_grad=True, **plain(kwargs))
+    call_args = arrays if len(in_leaves) == len(args) else unflatten(in_spec, arrays)
+    out, tape = forward(*call_args, requires_grad=True, **(plain(kwargs) if kwargs else {}))
     out_leaves, out_spec = flatten(out)
     array_slots = [i for i, x in enumerate(out_leaves) if isinstance(x, np.ndarray)]
     tensor_inputs = [x if isinstance(x, Tensor) else None for x in in_leaves]
