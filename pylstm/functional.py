@@ -14,6 +14,15 @@ the specification is silent or ambiguous, this follows onnxruntime's CPU kernel:
   A length of 0 is rejected.
 * ``layout=1`` (batch-major X, Y, initial and final states) is supported, which onnxruntime's
   CPU kernel itself rejects.
+* ``input_size`` 0 (``X`` ``[seq_length, batch_size, 0]``, ``W`` ``[num_directions,
+  4*hidden_size, 0]``) is valid, as in onnxruntime and PyTorch's ``LSTMCell``: the gates then
+  come from the bias and the recurrence alone.
+
+Arguments are checked strictly (see :mod:`pylstm._checks`): integers are ``int`` or numpy
+integers, never ``bool`` nor a float, even a whole one (``hidden_size=7.0`` is a ``DTypeError``);
+numbers are real and finite; flags are ``bool``. ``activation_alpha`` / ``activation_beta``
+must hold at most as many values as the activations consume. Every error is a
+:class:`pylstm.PylstmError` naming the argument, the expected and the actual value.
 """
 
 from __future__ import annotations
@@ -25,11 +34,12 @@ from typing import Any
 import numpy as np
 
 from pylstm import _checks, _core
-from pylstm.errors import DTypeError, LstmValueError, ShapeError, TapeError
+from pylstm.errors import BackendError, DTypeError, LstmValueError, ShapeError, TapeError
 
 __all__ = ["LstmTape", "lstm", "lstm_backward", "resolve_activations"]
 
 _DIRECTIONS = {"forward": (False,), "reverse": (True,), "bidirectional": (False, True)}
+_DIRECTION_NAMES = tuple(_DIRECTIONS)
 _DEFAULT_ACTIVATIONS = ("Sigmoid", "Tanh", "Tanh")
 _ACTIVATION_PARAMS = {
     "relu": (0, 0), "tanh": (0, 0), "sigmoid": (0, 0), "softsign": (0, 0), "softplus": (0, 0),
@@ -45,25 +55,39 @@ def resolve_activations(activations: Sequence[str] | None, alpha: Sequence[float
                         beta: Sequence[float] | None, num_directions: int
                         ) -> list[list[tuple[str, float | None, float | None]]]:
     """Pair each activation with its alpha/beta as onnxruntime reads them: values are consumed
-    in order, only by the functions that take them."""
-    names = list(_DEFAULT_ACTIVATIONS * num_directions if activations is None else activations)
+    in order, only by the functions that take them; missing ones take the defaults. More values
+    than the functions consume, or a NaN/inf value, is an ``LstmValueError``."""
+    if activations is None:
+        names: list[Any] = list(_DEFAULT_ACTIVATIONS * num_directions)
+    elif isinstance(activations, (str, bytes)) or not isinstance(activations, Sequence):
+        raise DTypeError(f"activations: expected a list of {3 * num_directions} names, got "
+                         f"{_checks.type_name(activations)}")
+    else:
+        names = list(activations)
     if len(names) != 3 * num_directions:
         raise LstmValueError(f"activations: expected {3 * num_directions} names (f, g, h per "
                              f"direction), got {len(names)}: {names}")
-    alphas, betas = list(alpha or []), list(beta or [])
+    alphas = [] if alpha is None else _checks.numbers_list("activation_alpha", alpha)
+    betas = [] if beta is None else _checks.numbers_list("activation_beta", beta)
+    n_alpha, n_beta = len(alphas), len(betas)
     resolved: list[tuple[str, float | None, float | None]] = []
     for name in names:
         if not isinstance(name, str):
-            raise LstmValueError(f"activations: expected names, got {name!r}")
+            raise DTypeError(f"activations: expected names (str), got {_checks.type_name(name)}")
         counts = _ACTIVATION_PARAMS.get(name.lower())
         if counts is None:
             raise LstmValueError(f"activations: unknown activation function {name!r}; expected one "
                                  "of Relu, Tanh, Sigmoid, Affine, LeakyRelu, ThresholdedRelu, "
                                  "ScaledTanh, HardSigmoid, Elu, Softsign, Softplus")
         default_a, default_b = _ACTIVATION_DEFAULTS.get(name.lower(), (0.0, 0.0))
-        a = (float(alphas.pop(0)) if alphas else default_a) if counts[0] else None
-        b = (float(betas.pop(0)) if betas else default_b) if counts[1] else None
+        a = (alphas.pop(0) if alphas else default_a) if counts[0] else None
+        b = (betas.pop(0) if betas else default_b) if counts[1] else None
         resolved.append((name, a, b))
+    for arg, given, left in (("activation_alpha", n_alpha, alphas),
+                             ("activation_beta", n_beta, betas)):
+        if left:
+            raise LstmValueError(f"{arg}: expected at most {given - len(left)} values (one per "
+                                 f"activation that takes it, of {names}), got {given}")
     return [resolved[3 * d:3 * d + 3] for d in range(num_directions)]
 
 
@@ -126,6 +150,11 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
         ``(Y, Y_h, Y_c)`` with ``Y`` ``[seq_length, num_directions, batch_size, hidden_size]``
         (layout 0), or ``(Y, Y_h, Y_c, tape)`` with ``requires_grad=True``.
     """
+    requires_grad = _checks.flag("requires_grad", requires_grad)
+    bf16_weights = _checks.flag("bf16_weights", bf16_weights)
+    if backend is not None and not isinstance(backend, str):
+        raise DTypeError(f"backend: expected a backend name (str) or None, got "
+                         f"{_checks.type_name(backend)}")
     args = _validate(X, W, R, B, sequence_lens, initial_h, initial_c, P, hidden_size, direction,
                      activations, activation_alpha, activation_beta, clip, input_forget, layout)
     from pylstm.backends import get_backend
@@ -135,18 +164,14 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
         _check_bf16(args["dtype"], requires_grad, impl.name)
     if impl.name != "rust":
         if requires_grad:
-            from pylstm.errors import BackendError
-
             raise BackendError(f"backend {impl.name!r} cannot compute gradients; "
                                "use backend='rust'")
         return impl.lstm(**_onnx_args(args))
-    return _run_rust(args, requires_grad, bool(bf16_weights))
+    return _run_rust(args, requires_grad, bf16_weights)
 
 
 def _check_bf16(dtype: Any, requires_grad: bool, backend: str) -> None:
     """Rejects the combinations ``bf16_weights=True`` cannot serve, naming the argument."""
-    from pylstm.errors import BackendError
-
     if backend != "rust":
         raise BackendError(f"bf16_weights: only the 'rust' backend has it, got backend {backend!r}")
     if np.dtype(dtype) != np.float32:
@@ -159,15 +184,15 @@ def _check_bf16(dtype: Any, requires_grad: bool, backend: str) -> None:
 def _validate(X, W, R, B, sequence_lens, initial_h, initial_c, P, hidden_size, direction,
               activations, activation_alpha, activation_beta, clip, input_forget, layout
               ) -> dict[str, Any]:
-    if layout not in (0, 1):
-        raise LstmValueError(f"layout: expected 0 or 1, got {layout!r}")
-    if direction not in _DIRECTIONS:
-        raise LstmValueError(f"direction: expected 'forward', 'reverse' or 'bidirectional', "
-                             f"got {direction!r}")
-    if input_forget not in (0, 1, True, False):
-        raise LstmValueError(f"input_forget: expected 0 or 1, got {input_forget!r}")
-    if clip is not None and not (np.isfinite(clip) and clip > 0):
-        raise LstmValueError(f"clip: expected a positive number, got {clip!r}")
+    layout = _checks.one_of_ints("layout", layout, (0, 1))
+    direction = _checks.choice("direction", direction, _DIRECTION_NAMES)
+    input_forget = _checks.one_of_ints("input_forget", input_forget, (0, 1))
+    if clip is not None:
+        clip = _checks.number("clip", clip)
+        if clip <= 0:
+            raise LstmValueError(f"clip: expected a positive number, got {clip!r}")
+    if hidden_size is not None:
+        hidden_size = _checks.positive_int("hidden_size", hidden_size)
     dtype = _checks.float_dtype("X", X)
     X = np.asarray(X)
     if X.ndim != 3:
@@ -176,7 +201,7 @@ def _validate(X, W, R, B, sequence_lens, initial_h, initial_c, P, hidden_size, d
         raise ShapeError(f"X: expected 3 dimensions {dims}, got shape {list(X.shape)}")
     steps, batch, inp = (X.shape[1], X.shape[0], X.shape[2]) if layout else X.shape
     nd = len(_DIRECTIONS[direction])
-    R = np.asarray(R)
+    R = _checks.as_array("R", R)
     if R.ndim != 3:
         raise ShapeError(f"R: expected 3 dimensions [num_directions, 4*hidden_size, hidden_size], "
                          f"got shape {list(R.shape)}")
@@ -213,8 +238,12 @@ def _validate(X, W, R, B, sequence_lens, initial_h, initial_c, P, hidden_size, d
     acts = resolve_activations(activations, activation_alpha, activation_beta, nd)
     return dict(X=Xc, W=W, R=R, B=B, P=P, lens=lens, h0=states["initial_h"],
                 c0=states["initial_c"], direction=direction, acts=acts,
-                alpha=activation_alpha, beta=activation_beta, activations=activations,
-                clip=None if clip is None else float(clip), input_forget=int(bool(input_forget)),
+                alpha=None if activation_alpha is None else
+                _checks.numbers_list("activation_alpha", activation_alpha),
+                beta=None if activation_beta is None else
+                _checks.numbers_list("activation_beta", activation_beta),
+                activations=None if activations is None else list(activations),
+                clip=clip, input_forget=input_forget,
                 layout=layout, nd=nd, h=h, steps=steps, batch=batch, inp=inp, dtype=dtype)
 
 
@@ -263,16 +292,22 @@ def _run_rust(a: dict[str, Any], requires_grad: bool, bf16_weights: bool = False
 
 
 def lstm_backward(tape: LstmTape, dY: np.ndarray | None = None, dY_h: np.ndarray | None = None,
-                  dY_c: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                  dY_c: np.ndarray | None = None, *, retain: bool = False
+                  ) -> dict[str, np.ndarray]:
     """Gradients of :func:`lstm` given gradients of its outputs (each may be omitted: zero).
 
     Returns a dict keyed like the inputs: ``X``, ``W``, ``R`` always; ``B``, ``P``,
     ``initial_h``, ``initial_c`` when they were given to the forward pass. Shapes match the
     inputs (layout included). ``B``'s two halves (``Wb``, ``Rb``) get the same gradient.
+
+    A tape serves one backward pass, which frees it: a second call raises ``TapeError``
+    unless the earlier calls passed ``retain=True`` (as PyTorch's ``retain_graph``). A call
+    that fails (a wrong ``dY`` shape, say) leaves the tape usable.
     """
     if not isinstance(tape, LstmTape):
         raise TapeError(f"tape: expected the tape returned by lstm(..., requires_grad=True), got "
                         f"{type(tape).__name__}")
+    retain = _checks.flag("retain", retain)
     nd, h, t, b, dt = tape.num_directions, tape.hidden_size, tape.steps, tape.batch, tape.dtype
     lay = tape.layout
     dy = dhn = dcn = None
@@ -290,7 +325,8 @@ def lstm_backward(tape: LstmTape, dY: np.ndarray | None = None, dY_h: np.ndarray
             dhn = arr
         else:
             dcn = arr
-    dx, dh0, dc0, grads = _core.network_backward(tape.core, tape.layers, dy, dhn, dcn)
+    dx, dh0, dc0, grads = _core.network_backward(tape.core, tape.layers, dy, dhn, dcn,
+                                                 retain=retain)
     g = grads[0]
     out: dict[str, np.ndarray] = {
         "X": np.ascontiguousarray(dx.transpose(1, 0, 2)) if lay else dx,

@@ -6,16 +6,19 @@ import os
 import warnings
 from typing import Any
 
-from pylstm import _core
+from pylstm import _checks, _core
+from pylstm.errors import DTypeError
 
 __all__ = ["get_num_threads", "info", "kernel", "set_kernel", "set_num_threads"]
 
 
 def set_num_threads(n: int) -> None:
-    """Set how many threads the engine uses (also set by ``PYLSTM_NUM_THREADS``)."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n: expected a positive int, got {type(n).__name__}")
-    _core.set_num_threads(n)
+    """Set how many threads the engine uses (also set by ``PYLSTM_NUM_THREADS``).
+
+    Raises ``DTypeError`` unless ``n`` is an int (never a bool or a float), ``LstmValueError``
+    unless it is positive.
+    """
+    _core.set_num_threads(_checks.positive_int("n", n))
 
 
 def get_num_threads() -> int:
@@ -31,8 +34,11 @@ def kernel() -> str:
 def set_kernel(name: str) -> None:
     """Pin the point-wise kernels to a path (also set by ``PYLSTM_KERNEL``).
 
-    Raises ``LstmValueError`` for an unknown name or a path this CPU cannot run.
+    Raises ``LstmValueError`` for an unknown name or a path this CPU cannot run,
+    ``DTypeError`` for a name that is not a str.
     """
+    if not isinstance(name, str):
+        raise DTypeError(f"name: expected a kernel path name (str), got {_checks.type_name(name)}")
     _core.set_kernel(name)
 
 

@@ -151,13 +151,13 @@ def test_engine_entry_checks_x_dtype_itself(dtype):
     # The engine tells float32 from float64 by array type, not the dtype's name: anything
     # else still gets a DTypeError that names X and the dtype it got.
     from pylstm import _core
-    from pylstm.modules import _DEFAULT_ACTS
 
+    acts = [("Sigmoid", None, None), ("Tanh", None, None), ("Tanh", None, None)]
     w = np.zeros((16, 4), np.float32)
     with pytest.raises(pylstm.DTypeError) as err:
         _core.network_forward(np.zeros((2, 1, 4), dtype), [[(w, w, None, None, None)]],
                               hidden_size=4, proj_size=0, order="torch", reverse=[False],
-                              activations=[_DEFAULT_ACTS], h0=None, c0=None, keep_tape=False,
+                              activations=[acts], h0=None, c0=None, keep_tape=False,
                               packed_weights=None)
     _mentions(str(err.value), "X", np.dtype(dtype).name, "float32 or float64")
 
@@ -295,7 +295,7 @@ def test_inf_weights_do_not_crash():
 
 def test_lstm_backward_wrong_tape():
     m = pylstm.LSTM(n_in, H, dtype=np.float64)
-    _, _, mtape = m.forward(_inputs()["X"], requires_grad=True)
+    _, mtape = m.forward(_inputs()["X"], requires_grad=True)
     for bad in (None, "tape", mtape):
         with pytest.raises(pylstm.TapeError) as err:
             F.lstm_backward(bad)
@@ -320,7 +320,7 @@ def test_module_backward_wrong_tape():
     a = pylstm.LSTM(n_in, H, dtype=np.float64, seed=0)
     b = pylstm.LSTM(n_in, H, dtype=np.float64, seed=0)
     x = _inputs()["X"]
-    _, _, tape = a.forward(x, requires_grad=True)
+    _, tape = a.forward(x, requires_grad=True)
     with pytest.raises(pylstm.TapeError, match="tape"):
         b.backward(tape, np.zeros((T, NB, H)))
     *_, ftape = _call(_inputs(), requires_grad=True)
@@ -421,7 +421,7 @@ def test_lstm_constructor_bad_arguments(kw, parts):
     _mentions(str(err.value), *parts)
 
 
-@pytest.mark.parametrize("args,parts", [((0, H), ["input_size", "0"]),
+@pytest.mark.parametrize("args,parts", [((-1, H), ["input_size", "-1"]),
                                         ((n_in, 0), ["hidden_size", "0"]),
                                         ((n_in, 2.5), ["hidden_size", "float"])])
 def test_constructors_bad_sizes(args, parts):
@@ -443,40 +443,43 @@ def test_error_messages_are_single_readable_lines():
 
 
 def test_module_parameters_replaced_by_non_contiguous_arrays():
-    """``parameters`` holds plain arrays a user may replace: a strided or Fortran-ordered
-    replacement gives the same result; a wrong shape or dtype is named in the error."""
+    """A parameter's ``data`` is a plain array a user may replace: a strided or
+    Fortran-ordered replacement gives the same result; a wrong shape or dtype is named in the
+    error."""
     m = pylstm.LSTM(n_in, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=0)
+    params = dict(m.named_parameters())
     x = np.random.default_rng(2).standard_normal((T, NB, n_in))
     want, (h_want, _) = m(x)
-    y_t, _, tape = m.forward(x, requires_grad=True)
+    (y_t, _), tape = m.forward(x, requires_grad=True)
     dx_want, _ = m.backward(tape, np.ones_like(y_t))
-    g_want = {k: v.copy() for k, v in m.grads.items()}
-    orig = {k: v.copy() for k, v in m.parameters.items()}
-    m.parameters["weight_ih_l0"] = np.asfortranarray(orig["weight_ih_l0"])
-    m.parameters["weight_hh_l1_reverse"] = _noncontiguous(orig["weight_hh_l1_reverse"])
-    m.parameters["bias_ih_l1"] = _noncontiguous(orig["bias_ih_l1"])
+    g_want = {k: p.grad.copy() for k, p in params.items()}
+    orig = {k: p.data.copy() for k, p in params.items()}
+    params["weight_ih_l0"].data = np.asfortranarray(orig["weight_ih_l0"])
+    params["weight_hh_l1_reverse"].data = _noncontiguous(orig["weight_hh_l1_reverse"])
+    params["bias_ih_l1"].data = _noncontiguous(orig["bias_ih_l1"])
     y, (h, _) = m(x)
     np.testing.assert_array_equal(y, want)
     np.testing.assert_array_equal(h, h_want)
     m.zero_grad()
-    y_t, _, tape = m.forward(x, requires_grad=True)
+    (y_t, _), tape = m.forward(x, requires_grad=True)
     dx, _ = m.backward(tape, np.ones_like(y_t))
     np.testing.assert_array_equal(dx, dx_want)
     for k in g_want:
-        np.testing.assert_array_equal(m.grads[k], g_want[k], err_msg=k)
-    m.parameters["weight_hh_l1_reverse"] = orig["weight_hh_l1_reverse"][:, :-1].copy()
+        np.testing.assert_array_equal(params[k].grad, g_want[k], err_msg=k)
+    params["weight_hh_l1_reverse"].data = orig["weight_hh_l1_reverse"][:, :-1].copy()
     with pytest.raises(pylstm.ShapeError) as err:
         m(x)
     _mentions(str(err.value), "weight_hh_l1_reverse", _shape((4 * H, H)), _shape((4 * H, H - 1)))
-    m.parameters["weight_hh_l1_reverse"] = orig["weight_hh_l1_reverse"].astype(np.float32)
+    params["weight_hh_l1_reverse"].data = orig["weight_hh_l1_reverse"].astype(np.float32)
     with pytest.raises(pylstm.DTypeError) as err:
         m(x)
     _mentions(str(err.value), "weight_hh_l1_reverse", "float64", "float32")
     cell = pylstm.LSTMCell(n_in, H, dtype=np.float64, seed=0)
+    cparams = dict(cell.named_parameters())
     h_cell, _ = cell(x[0])
-    cell.parameters["weight_hh"] = np.asfortranarray(cell.parameters["weight_hh"])
+    cparams["weight_hh"].data = np.asfortranarray(cparams["weight_hh"].data)
     np.testing.assert_array_equal(cell(x[0])[0], h_cell)
-    cell.parameters["bias_hh"] = cell.parameters["bias_hh"][:-1].copy()
+    cparams["bias_hh"].data = cparams["bias_hh"].data[:-1].copy()
     with pytest.raises(pylstm.ShapeError) as err:
         cell(x[0])
     _mentions(str(err.value), "bias_hh", _shape((4 * H,)), _shape((4 * H - 1,)))

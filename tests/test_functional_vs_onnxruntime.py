@@ -302,9 +302,10 @@ def test_larger_sizes_every_kernel_vs_onnxruntime(kernel, seed):
             ["Sigmoid", "Relu", "ScaledTanh", "Sigmoid", "LeakyRelu", "Softplus"],
             ["HardSigmoid", "Affine", "ThresholdedRelu", "Sigmoid", "Tanh", "Tanh"],
             None][seed]
+    # Exactly as many alpha/beta values as the activations consume (extras are an error).
     attrs = {"direction": "bidirectional", "activations": acts,
-             "activation_alpha": [0.4, 0.8, 0.3] if acts else None,
-             "activation_beta": [0.5, 0.2] if acts else None,
+             "activation_alpha": [[0.4, 0.8], [0.4, 0.8], [0.4, 0.8, 0.3], None][seed],
+             "activation_beta": [[0.5], [0.5], [0.5, 0.2], None][seed],
              "clip": [None, 1.5, 2.5, 0.8][seed], "input_forget": seed % 2}
     want = run_ort(inputs, attrs)
     before = pylstm.kernel()
@@ -313,3 +314,33 @@ def test_larger_sizes_every_kernel_vs_onnxruntime(kernel, seed):
         _check(run_ours(inputs, attrs, layout=seed % 2), want, 3e-4, 3e-5, f"{kernel} {seed}")
     finally:
         pylstm.set_kernel(before)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
+@pytest.mark.parametrize("with_lens", [False, True])
+def test_zero_input_size_vs_onnxruntime(kernel, direction, with_lens):
+    """input_size 0 (onnxruntime accepts it): the gates come from B, P, the initial states
+    and the recurrence, on each kernel path; batches of 3 (dot form) and 40 (tile kernels)."""
+    rng = np.random.default_rng(17)
+    nd = 2 if direction == "bidirectional" else 1
+    f = np.float32
+    for T, nb, H in ((4, 3, 5), (6, 40, 33)):
+        inputs = {"X": np.zeros((T, nb, 0), f), "W": np.zeros((nd, 4 * H, 0), f),
+                  "R": (rng.standard_normal((nd, 4 * H, H)) * 0.4).astype(f),
+                  "B": (rng.standard_normal((nd, 8 * H)) * 0.4).astype(f),
+                  "initial_h": (rng.standard_normal((nd, nb, H)) * 0.4).astype(f),
+                  "initial_c": (rng.standard_normal((nd, nb, H)) * 0.4).astype(f),
+                  "P": (rng.standard_normal((nd, 3 * H)) * 0.4).astype(f)}
+        if with_lens:
+            inputs["sequence_lens"] = rng.integers(1, T + 1, nb).astype(np.int32)
+        attrs = {"direction": direction, "clip": 2.0}
+        want = run_ort(inputs, attrs)
+        before = pylstm.kernel()
+        try:
+            pylstm.set_kernel(kernel)
+            for layout in (0, 1):
+                _check(run_ours(inputs, attrs, layout=layout), want, 2e-5, 2e-6,
+                       f"{kernel} {direction} T={T} nb={nb} layout={layout}")
+        finally:
+            pylstm.set_kernel(before)

@@ -58,16 +58,20 @@ def _everything(dtype):
     gates = {"Sigmoid", "HardSigmoid"} if dtype == np.float32 else set(names)
     for name in names:  # each activation, with its backward
         acts = ["Sigmoid", name, name, name if name in gates else "HardSigmoid", "Tanh", name]
+        # As many alpha/beta values as the activations consume (extras are an error).
+        n_alpha = sum(a in ("Affine", "LeakyRelu", "ThresholdedRelu", "ScaledTanh",
+                            "HardSigmoid", "Elu") for a in acts)
+        n_beta = sum(a in ("Affine", "ScaledTanh", "HardSigmoid") for a in acts)
         Y2, Yh2, _, t2 = F.lstm(X, W, R, direction="bidirectional", activations=acts,
-                                activation_alpha=[0.6] * 6, activation_beta=[0.4] * 6,
+                                activation_alpha=[0.6] * n_alpha, activation_beta=[0.4] * n_beta,
                                 clip=2.0, requires_grad=True)
         g2 = F.lstm_backward(t2, np.ones_like(Y2), np.ones_like(Yh2))
         out.update({f"{name}_Y": Y2, f"{name}_gX": g2["X"], f"{name}_gW": g2["W"],
                     f"{name}_gR": g2["R"]})
     m = pylstm.LSTM(20, 33, num_layers=2, bidirectional=True, proj_size=17, dtype=dtype, seed=1)
-    y, (h, c), mt = m.forward(X, requires_grad=True)
+    (y, (h, c)), mt = m.forward(X, requires_grad=True)
     dx, _ = m.backward(mt, np.ones_like(y))
-    out.update(my=y, mh=h, mc=c, mdx=dx, **{"m" + k: v for k, v in m.grads.items()})
+    out.update(my=y, mh=h, mc=c, mdx=dx, **{"m" + k: p.grad for k, p in m.named_parameters()})
     return out
 
 
@@ -238,14 +242,14 @@ def test_fork_after_use(threads, restore_runtime):
     X, W, R = a.pop("X"), a.pop("W"), a.pop("R")
     want = F.lstm(X, W, R, **a, direction="bidirectional")[0]  # the pool is now running
     m = pylstm.LSTM(5, 7, num_layers=2, dtype=np.float64, seed=0)
-    y_parent, _, tape = m.forward(X, requires_grad=True)
+    (y_parent, _), tape = m.forward(X, requires_grad=True)
     dx_parent, _ = m.backward(tape, np.ones_like(y_parent))
     pid = os.fork()
     if pid == 0:  # child: run the engine (forward and backward) and report through the status
         code = 1
         try:
             got = F.lstm(X, W, R, **a, direction="bidirectional")[0]
-            y, _, t = m.forward(X, requires_grad=True)
+            (y, _), t = m.forward(X, requires_grad=True)
             dx, _ = m.backward(t, np.ones_like(y))
             ok = (np.array_equal(got, want) and np.array_equal(y, y_parent)
                   and np.allclose(dx, dx_parent, rtol=1e-12, atol=1e-14))
@@ -324,7 +328,7 @@ def test_concurrent_python_threads(restore_runtime):
     xs = [rng.standard_normal((60, 8, 32)).astype(np.float32) for _ in range(2)]
     serial = []
     for x in xs:
-        y, _, tape = m.forward(x, requires_grad=True)
+        (y, _), tape = m.forward(x, requires_grad=True)
         dx, _ = m.backward(tape, np.ones_like(y))
         serial.append((y, dx))
     results: dict[int, tuple] = {}
@@ -333,7 +337,7 @@ def test_concurrent_python_threads(restore_runtime):
     def work(i):
         try:
             for _ in range(3):
-                y, _, tape = m.forward(xs[i], requires_grad=True)
+                (y, _), tape = m.forward(xs[i], requires_grad=True)
                 dx, _ = m.backward(tape, np.ones_like(y))
             results[i] = (y, dx)
         except BaseException as e:  # noqa: BLE001 - reported below

@@ -11,8 +11,12 @@ pub enum LstmError {
     /// An attribute or argument has a value outside its domain (unknown activation name,
     /// a sequence length of zero or past the sequence, a negative clip, ...).
     Value(String),
-    /// A tape was used with arrays that do not match the forward pass that made it.
+    /// A tape was used with arrays that do not match the forward pass that made it, or a
+    /// second time by a backward pass after one that did not retain it.
     Tape(String),
+    /// A size is impossible: its byte count overflows, exceeds the machine's memory, or the
+    /// allocator refused it. Nothing was computed.
+    Memory(String),
     /// A worker thread panicked; the computation was abandoned and no result is returned.
     Internal(String),
 }
@@ -20,7 +24,7 @@ pub enum LstmError {
 impl fmt::Display for LstmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LstmError::Shape(m) | LstmError::Value(m) | LstmError::Tape(m) => f.write_str(m),
+            LstmError::Shape(m) | LstmError::Value(m) | LstmError::Tape(m) | LstmError::Memory(m) => f.write_str(m),
             LstmError::Internal(m) => write!(f, "internal error in the LSTM engine: {m}"),
         }
     }

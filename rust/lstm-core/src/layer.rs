@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 
+use crate::alloc::{check_fits, copy_of, for_overwrite, product, with_capacity, zeroed};
 use crate::bf16::PackedBf16;
 use crate::error::{check_len, LstmError, Result};
 use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
@@ -210,7 +211,7 @@ fn validate<F: Real>(shape: &LayerShape, dirs: &[DirParams<'_, F>], sched: &Sche
     if h == 0 {
         return Err(LstmError::Value("hidden_size: expected a positive integer, got 0".into()));
     }
-    check_len("X", sched.steps * sched.batch * i, x.len())?;
+    check_len("X", product("X", &[sched.steps, sched.batch, i])?, x.len())?;
     for d in dirs {
         check_len("W", 4 * h * i, d.w.len())?;
         check_len("R", 4 * h * p, d.r.len())?;
@@ -373,9 +374,48 @@ pub fn layer_forward<F: Real>(
     if let Some(v) = c0 {
         check_len("initial_c", nd * b * h, v.len())?;
     }
+    check_fits(&size_context(shape, sched), forward_bytes::<F>(shape, sched, nd)?)?;
     let path = active_kernel();
-    let work = solo_scaled(sched.steps * b * 4 * h * (shape.input + p) * nd, nd, h, b);
-    with_pool(work, |threads| forward_in_pool(path, threads, shape, dirs, sched, x, h0, c0, keep_tape))
+    let work = solo_scaled(multiply_adds(sched, shape, nd, 1), nd, h, b);
+    with_pool(work, |threads| forward_in_pool(path, threads, shape, dirs, sched, x, h0, c0, keep_tape))?
+}
+
+/// Names the sizes behind a call's buffers, for memory errors.
+fn size_context(shape: &LayerShape, sched: &Schedule) -> String {
+    format!(
+        "X: {} steps x {} sequences x {} inputs with hidden_size {}",
+        sched.steps, sched.batch, shape.input, shape.hidden
+    )
+}
+
+/// The (step, row) pairs that run, with overflow checks.
+fn running_pairs(sched: &Schedule) -> Result<usize> {
+    if sched.dense {
+        return product("X", &[sched.steps, sched.batch]);
+    }
+    sched
+        .lens
+        .iter()
+        .try_fold(0usize, |acc, &n| acc.checked_add(n))
+        .ok_or_else(|| LstmError::Memory(format!("sequence_lens: {} sequences' steps overflow a count", sched.batch)))
+}
+
+/// Bytes a forward pass must fill at once, at the least: every direction's gate buffer and the
+/// running rows of Y.
+fn forward_bytes<F>(shape: &LayerShape, sched: &Schedule, nd: usize) -> Result<usize> {
+    let ctx = size_context(shape, sched);
+    let size = std::mem::size_of::<F>();
+    let gates = product(&ctx, &[nd, sched.max_len(), sched.batch, 4, shape.hidden, size])?;
+    let y = product(&ctx, &[running_pairs(sched)?, nd, shape.out(), size])?;
+    gates.checked_add(y).ok_or_else(|| LstmError::Memory(format!("{ctx}: the byte count overflows")))
+}
+
+/// Multiply-adds of one pass over all steps (times `factor`), saturating: it only chooses
+/// whether to wake the pool.
+fn multiply_adds(sched: &Schedule, shape: &LayerShape, nd: usize, factor: usize) -> usize {
+    [sched.batch, 4, shape.hidden, shape.input.saturating_add(shape.out()), nd, factor]
+        .iter()
+        .fold(sched.steps, |acc, &v| acc.saturating_mul(v))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -389,7 +429,7 @@ fn forward_in_pool<F: Real>(
     h0: Option<&[F]>,
     c0: Option<&[F]>,
     keep_tape: bool,
-) -> LayerOutput<F> {
+) -> Result<LayerOutput<F>> {
     let (t_len, b, i) = (sched.steps, sched.batch, shape.input);
     let (h, p) = (shape.hidden, shape.out());
     let g = 4 * h;
@@ -398,32 +438,35 @@ fn forward_in_pool<F: Real>(
     // Inference over full-length rows writes each step's h straight into Y (no copy, and Y
     // needs no zeroing); the tape keeps its own step-major copy for the backward pass.
     let direct = !keep_tape && sched.dense && s_len > 0;
-    let mut y =
-        if sched.dense { alloc_for_overwrite::<F>(t_len * b * nd * p) } else { vec![F::ZERO; t_len * b * nd * p] };
+    let y_len = t_len * b * nd * p;
+    let mut y = if sched.dense { for_overwrite::<F>("Y", y_len)? } else { zeroed::<F>("Y", y_len)? };
 
     let mut tapes: Vec<DirTape<F>> = dirs
         .iter()
         .enumerate()
         .map(|(d, dp)| {
-            let xs = (!sched.identity(dp.reverse)).then(|| gather_steps(sched, x, i, dp.reverse));
+            let xs = match sched.identity(dp.reverse) {
+                true => None,
+                false => Some(gather_steps(sched, x, i, dp.reverse)?),
+            };
             // The projection below writes every running row (the bias is added in the
             // point-wise pass, where the rows are hot) and the rows of ended sequences are
             // zeroed, so the buffer skips a full zeroing.
-            let mut gates = alloc_for_overwrite::<F>(s_len * b * g);
+            let mut gates = for_overwrite::<F>("the tape's gates", s_len * b * g)?;
             for (s, &n) in sched.active.iter().enumerate() {
                 gates[(s * b + n) * g..(s + 1) * b * g].fill(F::ZERO);
             }
             let lhs = xs.as_deref().unwrap_or(x);
             // SAFETY: gates is [S*B, 4H]; lhs holds at least S*B rows of I; W is [4H, I].
             unsafe {
-                project_inputs(path, threads, &sched.active_runs(), i, g, lhs, dp.w, dp.w_packed, &mut gates, false)
+                project_inputs(path, threads, &sched.active_runs(), i, g, lhs, dp.w, dp.w_packed, &mut gates, false)?
             };
             // Inference keeps only the cell states of the current and previous step (a ring of
             // two): each row's last state stays in slot `len % 2`, since ended rows are not
             // written again.
             let c_slots = if keep_tape { s_len + 1 } else { 2 };
-            let mut c = vec![F::ZERO; c_slots * b * h];
-            let mut hs = vec![F::ZERO; if direct { b * p } else { (s_len + 1) * b * p }];
+            let mut c = zeroed::<F>("the cell states", c_slots * b * h)?;
+            let mut hs = zeroed::<F>("the hidden states", if direct { b * p } else { (s_len + 1) * b * p })?;
             for (row, &orig) in sched.perm.iter().enumerate() {
                 if let Some(h0) = h0 {
                     hs[row * p..(row + 1) * p].copy_from_slice(&h0[(d * b + orig) * p..][..p]);
@@ -432,17 +475,18 @@ fn forward_in_pool<F: Real>(
                     c[row * h..(row + 1) * h].copy_from_slice(&c0[(d * b + orig) * h..][..h]);
                 }
             }
-            DirTape {
+            let pre = keep_tape && dp.ops.needs_pre();
+            Ok(DirTape {
                 xs: if keep_tape { xs } else { None },
                 gates,
-                pre: (keep_tape && dp.ops.needs_pre()).then(|| vec![F::ZERO; s_len * b * g]),
+                pre: if pre { Some(zeroed::<F>("the tape's pre-activations", s_len * b * g)?) } else { None },
                 c,
                 h: hs,
-                hc: if keep_tape { vec![F::ZERO; s_len * b * h] } else { Vec::new() },
-                r: (shape.proj > 0).then(|| vec![F::ZERO; s_len * b * h]),
-            }
+                hc: zeroed::<F>("the tape's tanh(c)", if keep_tape { s_len * b * h } else { 0 })?,
+                r: if shape.proj > 0 { Some(zeroed::<F>("the projected states", s_len * b * h)?) } else { None },
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
 
     let (team, concurrent) = team_plan(threads, nd, h, b);
     let y_ptr = Ptr::of(&mut y);
@@ -501,8 +545,8 @@ fn forward_in_pool<F: Real>(
     if !direct {
         broadcast(parts, copy_y);
     }
-    let mut hn = vec![F::ZERO; nd * b * p];
-    let mut cn = vec![F::ZERO; nd * b * h];
+    let mut hn = zeroed::<F>("Y_h", nd * b * p)?;
+    let mut cn = zeroed::<F>("Y_c", nd * b * h)?;
     for (d, tp) in tapes.iter().enumerate() {
         for (row, &orig) in sched.perm.iter().enumerate() {
             let len = sched.lens[row];
@@ -513,19 +557,22 @@ fn forward_in_pool<F: Real>(
             cn[(d * b + orig) * h..][..h].copy_from_slice(&tp.c[(slot * b + row) * h..][..h]);
         }
     }
-    let tape = keep_tape.then(|| LayerTape { sched: sched.clone(), dirs: tapes });
-    LayerOutput { y, hn, cn, tape }
+    let tape = match keep_tape {
+        true => Some(LayerTape { sched: clone_schedule(sched)?, dirs: tapes }),
+        false => None,
+    };
+    Ok(LayerOutput { y, hn, cn, tape })
 }
 
-/// A buffer whose every element the caller writes before reading any.
-fn alloc_for_overwrite<F: Real>(n: usize) -> Vec<F> {
-    let mut v: Vec<std::mem::MaybeUninit<F>> = Vec::with_capacity(n);
-    // SAFETY: `MaybeUninit` needs no initialisation.
-    unsafe { v.set_len(n) };
-    let mut v = std::mem::ManuallyDrop::new(v);
-    // SAFETY: `MaybeUninit<F>` and `F` share their layout, and the caller overwrites every
-    // element (through raw pointers) before it is read.
-    unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut F, n, v.capacity()) }
+/// A copy of the schedule for a tape (its vectors are as long as the batch and the steps).
+fn clone_schedule(sched: &Schedule) -> Result<Schedule> {
+    let what = "the tape's step schedule";
+    Ok(Schedule {
+        perm: copy_of(what, &sched.perm)?,
+        lens: copy_of(what, &sched.lens)?,
+        active: copy_of(what, &sched.active)?,
+        ..*sched
+    })
 }
 
 /// Up to this many rows the input projection runs on packed panels and the tile kernel (which
@@ -568,14 +615,14 @@ unsafe fn project_inputs<F: Real>(
     packed: Option<&PackedPanel>,
     out: &mut [F],
     accumulate: bool,
-) {
+) -> Result<()> {
     let rows: usize = runs.iter().map(|r| r.1).sum();
     if runs.len() <= 1 && runs.first().is_none_or(|r| r.0 == 0) {
         project_rows(path, threads, rows, i, g, lhs, w, packed, out, accumulate);
-        return;
+        return Ok(());
     }
-    let lhs_c = compact_rows(lhs, i, runs);
-    let mut out_c = if accumulate { compact_rows(out, g, runs) } else { alloc_for_overwrite::<F>(rows * g) };
+    let lhs_c = compact_rows(lhs, i, runs)?;
+    let mut out_c = if accumulate { compact_rows(out, g, runs)? } else { for_overwrite::<F>("the gates", rows * g)? };
     project_rows(path, threads, rows, i, g, &lhs_c, w, packed, &mut out_c, accumulate);
     let mut src = out_c.chunks_exact(g);
     for &(first, count) in runs {
@@ -583,6 +630,7 @@ unsafe fn project_inputs<F: Real>(
             row.copy_from_slice(src.next().expect("one projected row per running row"));
         }
     }
+    Ok(())
 }
 
 /// `out[rows, 4H] (+)= lhs[rows, I] · W^T`, split over the threads by columns: W packed once
@@ -709,33 +757,34 @@ unsafe fn sweep_panel<F: Real>(
 
 /// The rows of a matrix `width` values wide that `runs` names, as one block (borrowed as is
 /// when there are no runs: every row counts).
-fn running_rows<'a, F: Real>(m: &'a [F], width: usize, runs: Option<&[(usize, usize)]>) -> Cow<'a, [F]> {
-    match runs {
-        Some(r) => Cow::Owned(compact_rows(m, width, r)),
+fn running_rows<'a, F: Real>(m: &'a [F], width: usize, runs: Option<&[(usize, usize)]>) -> Result<Cow<'a, [F]>> {
+    Ok(match runs {
+        Some(r) => Cow::Owned(compact_rows(m, width, r)?),
         None => Cow::Borrowed(m),
-    }
+    })
 }
 
 /// The rows `runs` (`(first, count)`) of a matrix `width` values wide, copied into one block.
-fn compact_rows<F: Real>(m: &[F], width: usize, runs: &[(usize, usize)]) -> Vec<F> {
-    let mut out = Vec::with_capacity(runs.iter().map(|r| r.1).sum::<usize>() * width);
+fn compact_rows<F: Real>(m: &[F], width: usize, runs: &[(usize, usize)]) -> Result<Vec<F>> {
+    let mut out = with_capacity("the running rows", runs.iter().map(|r| r.1).sum::<usize>() * width)?;
     for &(first, count) in runs {
         out.extend_from_slice(&m[first * width..(first + count) * width]);
     }
-    out
+    Ok(out)
 }
 
 /// Copies the input rows each step reads into step order (zeros where a row has ended).
-fn gather_steps<F: Real>(sched: &Schedule, x: &[F], i: usize, reverse: bool) -> Vec<F> {
+fn gather_steps<F: Real>(sched: &Schedule, x: &[F], i: usize, reverse: bool) -> Result<Vec<F>> {
     let b = sched.batch;
-    let mut xs = vec![F::ZERO; sched.max_len() * b * i];
-    for s in 0..sched.max_len() {
+    let mut xs = zeroed::<F>("X in step order", sched.max_len() * b * i)?;
+    // A zero-width input has nothing to move.
+    for s in (0..sched.max_len()).filter(|_| i > 0) {
         for row in 0..sched.active[s] {
             let t = sched.time_of(row, s, reverse);
             xs[(s * b + row) * i..][..i].copy_from_slice(&x[(t * b + sched.perm[row]) * i..][..i]);
         }
     }
-    xs
+    Ok(xs)
 }
 
 /// Where one direction's hidden states live: state 0 (h0) in its own block, state `j >= 1`
@@ -1014,7 +1063,7 @@ pub fn layer_backward<F: Real>(
         }
     }
     if let Some(v) = dy {
-        check_len("dY", sched.steps * b * nd * p, v.len())?;
+        check_len("dY", product("dY", &[sched.steps, b, nd, p])?, v.len())?;
     }
     if let Some(v) = dhn {
         check_len("dY_h", nd * b * p, v.len())?;
@@ -1022,9 +1071,13 @@ pub fn layer_backward<F: Real>(
     if let Some(v) = dcn {
         check_len("dY_c", nd * b * h, v.len())?;
     }
+    // The tape stays alive while every direction's gate gradients fill their running rows.
+    let ctx = size_context(shape, sched);
+    let dz = product(&ctx, &[nd, running_pairs(sched)?, 4, h, std::mem::size_of::<F>()])?;
+    check_fits(&ctx, dz.saturating_add(tape.nbytes()))?;
     let path = active_kernel();
-    let work = solo_scaled(2 * sched.steps * b * 4 * h * (shape.input + p) * nd, nd, h, b);
-    with_pool(work, |threads| backward_in_pool(path, threads, shape, dirs, tape, x, dy, dhn, dcn))
+    let work = solo_scaled(multiply_adds(sched, shape, nd, 2), nd, h, b);
+    with_pool(work, |threads| backward_in_pool(path, threads, shape, dirs, tape, x, dy, dhn, dcn))?
 }
 
 #[derive(Clone, Copy)]
@@ -1057,7 +1110,7 @@ fn backward_in_pool<F: Real>(
     dy: Option<&[F]>,
     dhn: Option<&[F]>,
     dcn: Option<&[F]>,
-) -> LayerGrads<F> {
+) -> Result<LayerGrads<F>> {
     let sched = &tape.sched;
     let (t_len, b, i) = (sched.steps, sched.batch, shape.input);
     let (h, p, nd) = (shape.hidden, shape.out(), dirs.len());
@@ -1067,8 +1120,8 @@ fn backward_in_pool<F: Real>(
 
     let mut states: Vec<BwdState<F>> = (0..nd)
         .map(|d| {
-            let mut dh = vec![F::ZERO; b * p];
-            let mut dc = vec![F::ZERO; b * h];
+            let mut dh = zeroed::<F>("dh", b * p)?;
+            let mut dc = zeroed::<F>("dc", b * h)?;
             for (row, &orig) in sched.perm.iter().enumerate() {
                 if let Some(v) = dhn {
                     dh[row * p..][..p].copy_from_slice(&v[(d * b + orig) * p..][..p]);
@@ -1077,16 +1130,17 @@ fn backward_in_pool<F: Real>(
                     dc[row * h..][..h].copy_from_slice(&v[(d * b + orig) * h..][..h]);
                 }
             }
-            BwdState {
-                dz: vec![F::ZERO; s_len * b * g],
-                dh,
-                dc,
-                dhtot: projecting.then(|| vec![F::ZERO; s_len * b * p]),
-                dr: projecting.then(|| vec![F::ZERO; b * h]),
-                dpeep: dirs[d].peephole.map(|_| vec![F::ZERO; 3 * h]),
-            }
+            let (dhtot, dr) = match projecting {
+                true => (Some(zeroed::<F>("dh (projected)", s_len * b * p)?), Some(zeroed::<F>("dr", b * h)?)),
+                false => (None, None),
+            };
+            let dpeep = match dirs[d].peephole {
+                Some(_) => Some(zeroed::<F>("dP", 3 * h)?),
+                None => None,
+            };
+            Ok(BwdState { dz: zeroed::<F>("the gate gradients", s_len * b * g)?, dh, dc, dhtot, dr, dpeep })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let ptrs: Vec<BwdPtrs<F>> = states
         .iter_mut()
         .map(|st| BwdPtrs {
@@ -1114,9 +1168,9 @@ fn backward_in_pool<F: Real>(
     }
 
     // Weight gradients for all steps at once.
-    let mut dx = vec![F::ZERO; t_len * b * i];
-    let mut dh0 = vec![F::ZERO; nd * b * p];
-    let mut dc0 = vec![F::ZERO; nd * b * h];
+    let mut dx = zeroed::<F>("dX", t_len * b * i)?;
+    let mut dh0 = zeroed::<F>("dinitial_h", nd * b * p)?;
+    let mut dc0 = zeroed::<F>("dinitial_c", nd * b * h)?;
     let mut grads = Vec::with_capacity(nd);
     // A variable-length batch multiplies only the rows that ran: they are copied into one
     // block first (a small cost next to GEMMs over the padded rows, often twice as many).
@@ -1124,12 +1178,12 @@ fn backward_in_pool<F: Real>(
     let rows = runs.as_ref().map_or(s_len * b, |_| sched.tokens());
     let running = |m, width| running_rows(m, width, runs.as_deref());
     for (d, ((dp, tp), st)) in dirs.iter().zip(&tape.dirs).zip(&states).enumerate() {
-        let xs = running(tp.xs.as_deref().unwrap_or(x), i);
-        let dz = running(&st.dz, g);
-        let hs = running(&tp.h, p);
-        let mut dw = vec![F::ZERO; g * i];
-        let mut dr = vec![F::ZERO; g * p];
-        let mut db = vec![F::ZERO; g];
+        let xs = running(tp.xs.as_deref().unwrap_or(x), i)?;
+        let dz = running(&st.dz, g)?;
+        let hs = running(&tp.h, p)?;
+        let mut dw = zeroed::<F>("dW", g * i)?;
+        let mut dr = zeroed::<F>("dR", g * p)?;
+        let mut db = zeroed::<F>("dB", g)?;
         // SAFETY: all matrices are sized by the checks above; each holds `rows` rows.
         unsafe {
             gemm(g, i, rows, dw.as_mut_ptr(), i, 1, false, dz.as_ptr(), 1, g, xs.as_ptr(), i, 1, threads);
@@ -1146,14 +1200,15 @@ fn backward_in_pool<F: Real>(
                 gemm(rows, i, g, dx.as_mut_ptr(), i, 1, true, dz.as_ptr(), g, 1, dp.w.as_ptr(), i, 1, threads);
             }
         } else {
-            let mut dxs = vec![F::ZERO; rows * i];
+            let mut dxs = zeroed::<F>("dX in step order", rows * i)?;
             // SAFETY: dxs is [rows, I].
             unsafe {
                 gemm(rows, i, g, dxs.as_mut_ptr(), i, 1, false, dz.as_ptr(), g, 1, dp.w.as_ptr(), i, 1, threads);
             }
-            // dxs holds the running (step, row) pairs in step-major order.
-            let mut src = dxs.chunks_exact(i);
-            for s in 0..s_len {
+            // dxs holds the running (step, row) pairs in step-major order (a zero-width input
+            // has nothing to scatter).
+            let mut src = dxs.chunks_exact(i.max(1));
+            for s in (0..s_len).filter(|_| i > 0) {
                 for row in 0..sched.active[s] {
                     let t = sched.time_of(row, s, dp.reverse);
                     let dst = &mut dx[(t * b + sched.perm[row]) * i..][..i];
@@ -1166,8 +1221,8 @@ fn backward_in_pool<F: Real>(
         }
         let dproj = match (&st.dhtot, &tp.r) {
             (Some(dhtot), Some(r)) => {
-                let mut dwp = vec![F::ZERO; p * h];
-                let (dhtot, r) = (running(dhtot, p), running(r, h));
+                let mut dwp = zeroed::<F>("dweight_hr", p * h)?;
+                let (dhtot, r) = (running(dhtot, p)?, running(r, h)?);
                 // SAFETY: dhtot is [rows, P], r is [rows, H].
                 unsafe {
                     gemm(p, h, rows, dwp.as_mut_ptr(), h, 1, false, dhtot.as_ptr(), 1, p, r.as_ptr(), h, 1, threads);
@@ -1182,7 +1237,7 @@ fn backward_in_pool<F: Real>(
         }
         grads.push(DirGrads { w: dw, r: dr, bias: db, peephole: st.dpeep.clone(), proj: dproj });
     }
-    LayerGrads { dx, dh0, dc0, dirs: grads }
+    Ok(LayerGrads { dx, dh0, dc0, dirs: grads })
 }
 
 /// The reverse time loop of one direction, run by member `m` of a team of `k` threads.

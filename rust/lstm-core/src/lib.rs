@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod activation;
+mod alloc;
 pub mod bf16;
 pub mod error;
 mod fused;
@@ -28,18 +29,19 @@ mod scratch;
 pub mod threads;
 
 pub use activation::Activation;
+pub use alloc::machine_memory;
 pub use bf16::PackedBf16;
 pub use error::{LstmError, Result};
 pub use kernel::{active_kernel, set_kernel, CellOps, KernelPath};
 pub use layer::{
     layer_backward, layer_forward, DirGrads, DirParams, GateOrder, LayerGrads, LayerOutput, LayerShape, LayerTape,
 };
-pub use network::{network_backward, network_forward, NetworkGrads, NetworkOutput, NetworkTape};
+pub use network::{network_backward, network_forward, NetworkGrads, NetworkOutput, NetworkTape, TAPE_USED};
 pub use packed::PackedPanel;
 pub use peak::fma_peak_gflops;
 pub use real::Real;
 pub use schedule::Schedule;
-pub use threads::{num_threads, reset_after_fork, set_inline_work, set_num_threads};
+pub use threads::{debug_panic, num_threads, reset_after_fork, set_inline_work, set_num_threads};
 
 #[cfg(test)]
 mod tests;

@@ -1,20 +1,29 @@
 //! Stacked (multi-layer, optionally bidirectional) LSTMs as one call: the layers run in turn
 //! inside Rust, with PyTorch's inter-layer dropout applied through caller-supplied masks.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::alloc::{copy_of, product, with_capacity, zeroed};
 use crate::error::{check_len, LstmError, Result};
 use crate::layer::{layer_backward, layer_forward, DirGrads, DirParams, LayerShape, LayerTape};
 use crate::real::Real;
 use crate::schedule::Schedule;
 
-/// The tape of a whole network.
-#[derive(Debug, Clone)]
+/// The tape of a whole network. One [`network_backward`] uses it up, unless that call
+/// retains it: gradients accumulated twice from one forward pass are almost always a mistake.
+#[derive(Debug)]
 pub struct NetworkTape<F> {
     /// Input of each layer (layer 0's is a copy of `x`; later ones are dropped-out outputs).
     inputs: Vec<Vec<F>>,
     /// Dropout masks applied between layers (already scaled by `1 / (1 - p)`).
     masks: Vec<Option<Vec<F>>>,
     layers: Vec<LayerTape<F>>,
+    /// Set by a backward pass that did not retain the tape.
+    used: AtomicBool,
 }
+
+/// What a second backward pass on a used tape is told.
+pub const TAPE_USED: &str = "tape: already used by backward; pass retain=True to the first backward to call it again";
 
 impl<F> NetworkTape<F> {
     /// Bytes held by the tape.
@@ -28,10 +37,31 @@ impl<F> NetworkTape<F> {
     pub fn num_layers(&self) -> usize {
         self.layers.len()
     }
+
+    /// Whether a backward pass used the tape up (see [`network_backward`]'s `retain`).
+    pub fn is_used(&self) -> bool {
+        self.used.load(Ordering::SeqCst)
+    }
+
+    /// Claims the tape for one backward pass: refuses a used tape, and marks it used unless
+    /// the pass retains it (a failed pass gives the claim back through [`NetworkTape::release`]).
+    fn claim(&self, retain: bool) -> Result<()> {
+        let was_used = if retain { self.is_used() } else { self.used.swap(true, Ordering::SeqCst) };
+        if was_used {
+            return Err(LstmError::Tape(TAPE_USED.into()));
+        }
+        Ok(())
+    }
+
+    fn release(&self, retain: bool) {
+        if !retain {
+            self.used.store(false, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Outputs of a network's forward pass.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NetworkOutput<F> {
     /// `[T, B, D*P]` of the last layer.
     pub y: Vec<F>,
@@ -95,12 +125,12 @@ pub fn network_forward<F: Real>(
     if let Some(v) = c0 {
         check_len("c0", nl * nd * b * h, v.len())?;
     }
-    let out_len = sched.steps * b * nd * p;
+    let out_len = product("dropout mask", &[sched.steps, b, nd, p])?;
     for m in masks.iter().flatten() {
         check_len("dropout mask", out_len, m.len())?;
     }
-    let mut hn = Vec::with_capacity(nl * nd * b * p);
-    let mut cn = Vec::with_capacity(nl * nd * b * h);
+    let mut hn = with_capacity("Y_h", product("Y_h", &[nl, nd, b, p])?)?;
+    let mut cn = with_capacity("Y_c", product("Y_c", &[nl, nd, b, h])?)?;
     let mut inputs: Vec<Vec<F>> = Vec::new();
     let mut tapes = Vec::new();
     let mut saved_masks = Vec::new();
@@ -114,7 +144,7 @@ pub fn network_forward<F: Real>(
         hn.extend_from_slice(&out.hn);
         cn.extend_from_slice(&out.cn);
         if keep_tape {
-            inputs.push(xin.to_vec());
+            inputs.push(copy_of("the tape's copy of the layer input", xin)?);
             tapes.extend(out.tape);
         }
         let mut y = out.y;
@@ -126,19 +156,40 @@ pub fn network_forward<F: Real>(
                 }
             }
             if keep_tape {
-                saved_masks.push(mask.map(<[F]>::to_vec));
+                saved_masks.push(mask.map(|m| copy_of("the tape's dropout mask", m)).transpose()?);
             }
         }
         current = y;
     }
-    let tape = keep_tape.then_some(NetworkTape { inputs, masks: saved_masks, layers: tapes });
+    let tape =
+        keep_tape.then_some(NetworkTape { inputs, masks: saved_masks, layers: tapes, used: AtomicBool::new(false) });
     Ok(NetworkOutput { y: current, hn, cn, tape })
 }
 
 /// Runs the network backward from gradients of its outputs (`dy` `[T, B, D*P]`, `dhn`/`dcn`
 /// `[L*D, B, P]`/`[L*D, B, H]`, each zero when absent).
+///
+/// A tape serves one backward pass: a second call on it is an [`LstmError::Tape`], unless
+/// every earlier call passed `retain = true`. A call that fails leaves the tape as it was.
 #[allow(clippy::too_many_arguments)]
 pub fn network_backward<F: Real>(
+    first: &LayerShape,
+    layers: &[Vec<DirParams<'_, F>>],
+    tape: &NetworkTape<F>,
+    dy: Option<&[F]>,
+    dhn: Option<&[F]>,
+    dcn: Option<&[F]>,
+    retain: bool,
+) -> Result<NetworkGrads<F>> {
+    tape.claim(retain)?;
+    let out = backward_claimed(first, layers, tape, dy, dhn, dcn);
+    if out.is_err() {
+        tape.release(retain);
+    }
+    out
+}
+
+fn backward_claimed<F: Real>(
     first: &LayerShape,
     layers: &[Vec<DirParams<'_, F>>],
     tape: &NetworkTape<F>,
@@ -162,8 +213,8 @@ pub fn network_backward<F: Real>(
     if let Some(v) = dcn {
         check_len("dc_n", nl * nd * b * h, v.len())?;
     }
-    let mut dh0 = vec![F::ZERO; nl * nd * b * p];
-    let mut dc0 = vec![F::ZERO; nl * nd * b * h];
+    let mut dh0 = zeroed::<F>("dinitial_h", nl * nd * b * p)?;
+    let mut dc0 = zeroed::<F>("dinitial_c", nl * nd * b * h)?;
     let mut grads: Vec<Vec<DirGrads<F>>> = Vec::with_capacity(nl);
     let mut upstream: Option<Vec<F>> = None;
     for l in (0..nl).rev() {

@@ -31,8 +31,16 @@ impl Schedule {
         if batch == 0 {
             return Err(LstmError::Shape("X: expected a batch of at least one sequence, got 0".into()));
         }
+        // The schedule's own vectors: three of the batch and one of the steps.
+        let words = crate::alloc::product("X", &[batch, 3])?.checked_add(steps);
+        let bytes = words.and_then(|w| w.checked_mul(std::mem::size_of::<usize>()));
+        crate::alloc::check_fits(
+            &format!("X: the step schedule of {steps} steps x {batch} sequences"),
+            bytes.unwrap_or(usize::MAX),
+        )?;
+        let what = "X: the step schedule (one entry per sequence)";
         let lens_orig: Vec<usize> = match lengths {
-            None => vec![steps; batch],
+            None => crate::alloc::filled(what, batch, steps)?,
             Some(l) => {
                 if l.len() != batch {
                     return Err(LstmError::Shape(format!(
@@ -47,16 +55,26 @@ impl Schedule {
                         )));
                     }
                 }
-                l.to_vec()
+                crate::alloc::copy_of(what, l)?
             }
         };
-        let mut perm: Vec<usize> = (0..batch).collect();
-        // Stable: equal lengths keep their order, so full-length batches stay unpermuted.
-        perm.sort_by(|&a, &b| lens_orig[b].cmp(&lens_orig[a]));
-        let lens: Vec<usize> = perm.iter().map(|&b| lens_orig[b]).collect();
+        let mut perm: Vec<usize> = crate::alloc::with_capacity(what, batch)?;
+        perm.extend(0..batch);
+        let dense = lens_orig.iter().all(|&n| n == steps);
+        if !dense {
+            // Stable: equal lengths keep their order. (Full-length batches need no sort.)
+            perm.sort_by(|&a, &b| lens_orig[b].cmp(&lens_orig[a]));
+        }
+        let mut lens: Vec<usize> = crate::alloc::with_capacity(what, batch)?;
+        lens.extend(perm.iter().map(|&b| lens_orig[b]));
         let max_len = lens[0];
-        let active = (0..max_len).map(|s| lens.iter().take_while(|&&n| n > s).count()).collect();
-        let dense = lens.iter().all(|&n| n == steps);
+        // Rows are sorted longest first: rows 0..=r run at every step before lens[r], so the
+        // steps from the next row's length up to lens[r] have r + 1 running rows.
+        let mut active = crate::alloc::filled("X: the step schedule (one entry per step)", max_len, 0usize)?;
+        for (r, &len) in lens.iter().enumerate() {
+            let next = lens.get(r + 1).copied().unwrap_or(0);
+            active[next..len].fill(r + 1);
+        }
         Ok(Schedule { steps, batch, perm, lens, active, dense })
     }
 
@@ -137,5 +155,22 @@ mod tests {
         assert!(Schedule::new(5, 2, Some(&[1])).is_err());
         assert!(Schedule::new(0, 2, None).is_err());
         assert!(Schedule::new(3, 0, None).is_err());
+    }
+
+    #[test]
+    fn impossible_sizes_are_memory_errors() {
+        for (t, b) in [(1usize << 40, 1usize), (1, 1 << 40), (1 << 50, 1 << 3), (usize::MAX, usize::MAX)] {
+            let e = Schedule::new(t, b, None).unwrap_err();
+            assert!(matches!(e, LstmError::Memory(_)) && e.to_string().starts_with("X:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn active_counts_match_a_direct_count() {
+        let lens = [3usize, 7, 1, 7, 2, 5, 5];
+        let s = Schedule::new(7, lens.len(), Some(&lens)).unwrap();
+        for (step, &n) in s.active.iter().enumerate() {
+            assert_eq!(n, lens.iter().filter(|&&l| l > step).count(), "step {step}");
+        }
     }
 }

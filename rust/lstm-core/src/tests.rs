@@ -182,7 +182,20 @@ fn configs() -> Vec<Config> {
         Config { t: 1, b: 16, h: 20, dirs: 2, peep: true, ..base.clone() },
         Config { t: 1, b: 24, h: 12, proj: 5, order: GateOrder::TORCH, ..base.clone() },
         // Larger than the packed-kernel batch limit: the per-step GEMM path.
-        Config { b: 66, h: 20, dirs: 2, peep: true, lengths: Some((0..66).map(|k| 1 + k % 5).collect()), ..base },
+        Config {
+            b: 66,
+            h: 20,
+            dirs: 2,
+            peep: true,
+            lengths: Some((0..66).map(|k| 1 + k % 5).collect()),
+            ..base.clone()
+        },
+        // No inputs at all (input_size 0): the gates come from the bias and the recurrence, on
+        // every projection path (a few rows, the tile kernels, the GEMM library past 1024 rows).
+        Config { i: 0, dirs: 2, peep: true, lengths: Some(vec![5, 2, 4]), ..base.clone() },
+        Config { i: 0, t: 1, b: 16, h: 20, dirs: 2, ..base.clone() },
+        Config { i: 0, t: 20, b: 66, h: 20, dirs: 2, proj: 7, order: GateOrder::TORCH, ..base.clone() },
+        Config { i: 0, t: 30, b: 40, h: 17, dirs: 2, lengths: Some((0..40).map(|k| 1 + k % 30).collect()), ..base },
     ]
 }
 
@@ -313,7 +326,7 @@ fn network_backward_matches_finite_differences_through_dropout() {
     let out = run(&x, true);
     let wy = rng.vec(out.y.len(), 1.0);
     let layers = vec![dir_params(&cfg, &ps0), dir_params(&cfg1, &ps1)];
-    let g = network_backward(&first, &layers, out.tape.as_ref().unwrap(), Some(&wy), None, None).unwrap();
+    let g = network_backward(&first, &layers, out.tape.as_ref().unwrap(), Some(&wy), None, None, false).unwrap();
     let mut xp = x.clone();
     for k in 0..x.len() {
         let eps = 1e-6;
@@ -347,7 +360,7 @@ mod shapes {
         /// Any shape, direction, projection and set of lengths agrees with the naive reference.
         #[test]
         fn random_shapes_match_the_reference(
-            t in 1usize..7, b in 1usize..12, i in 1usize..9, h in 1usize..40, dirs in 1usize..3,
+            t in 1usize..7, b in 1usize..12, i in 0usize..9, h in 1usize..40, dirs in 1usize..3,
             proj_frac in 0usize..3, peep in any::<bool>(), with_lengths in any::<bool>(), seed in any::<u64>(),
         ) {
             let proj = if proj_frac == 0 || h < 2 { 0 } else { (h * proj_frac / 3).max(1) };
@@ -363,5 +376,46 @@ mod shapes {
             prop_assert!(max_diff(&out.hn, &ehn) < 1e-12);
             prop_assert!(max_diff(&out.cn, &ecn) < 1e-12);
         }
+    }
+}
+
+#[test]
+fn a_tape_serves_one_backward_unless_retained() {
+    let mut rng = Rng(99);
+    let cfg = configs()[1].clone();
+    let first = shape(&cfg);
+    let ps = params(&cfg, &mut rng);
+    let (x, _, _) = inputs(&cfg, &mut rng);
+    let sched = Schedule::new(cfg.t, cfg.b, cfg.lengths.as_deref()).unwrap();
+    let layers = vec![dir_params(&cfg, &ps)];
+    let out = network_forward(&first, &layers, &sched, &x, None, None, &[], true).unwrap();
+    let tape = out.tape.unwrap();
+    let wy = rng.vec(out.y.len(), 1.0);
+    let run = |retain: bool| network_backward(&first, &layers, &tape, Some(&wy), None, None, retain);
+    // A failed call (wrong dy size) leaves the tape unused.
+    let bad = network_backward(&first, &layers, &tape, Some(&wy[1..]), None, None, false).unwrap_err();
+    assert!(matches!(bad, crate::LstmError::Shape(_)), "{bad}");
+    let a = run(true).unwrap();
+    let b = run(false).unwrap();
+    assert_eq!(a.dx, b.dx, "a retained tape gives the same gradients again");
+    assert!(tape.is_used());
+    for retain in [false, true] {
+        let e = run(retain).unwrap_err();
+        assert!(matches!(e, crate::LstmError::Tape(_)) && e.to_string().contains("retain=True"), "{e}");
+    }
+}
+
+#[test]
+fn impossible_sizes_are_memory_errors_not_aborts() {
+    // input_size 0: X is empty whatever its steps and batch, so nothing but the engine's own
+    // checks stands between these sizes and the allocator. Here the schedule is small (2^20
+    // steps of 2^10 rows) and the gates (8 TiB in f64) are what no machine holds.
+    let cfg = Config { i: 0, h: 256, t: 1 << 20, b: 1 << 10, ..configs()[0].clone() };
+    let mut rng = Rng(5);
+    let ps = params(&cfg, &mut rng);
+    let sched = Schedule::new(cfg.t, cfg.b, None).unwrap();
+    for keep in [false, true] {
+        let e = layer_forward(&shape(&cfg), &dir_params(&cfg, &ps), &sched, &[], None, None, keep).unwrap_err();
+        assert!(matches!(e, crate::LstmError::Memory(_)) && e.to_string().starts_with("X:"), "{e}");
     }
 }

@@ -160,6 +160,24 @@ pub(crate) fn broadcast(n: usize, work: impl Fn(usize) + Sync) {
     });
 }
 
+/// Panics inside an engine call, on the calling thread (`in_pool = false`) or in the last
+/// pool worker of a broadcast (`in_pool = true`, with two threads or more), and returns the
+/// [`LstmError::Internal`] that [`with_pool`] makes of it. For tests of panic handling only.
+#[doc(hidden)]
+pub fn debug_panic(in_pool: bool) -> Result<()> {
+    with_pool(if in_pool { usize::MAX } else { 0 }, |threads| {
+        if in_pool && threads > 1 {
+            broadcast(threads, |i| {
+                if i + 1 == threads {
+                    panic!("debug panic in pool worker {i}");
+                }
+            });
+        } else {
+            panic!("debug panic on the calling thread");
+        }
+    })
+}
+
 /// The CPUs this process may run on.
 #[cfg(target_os = "linux")]
 fn allowed_cpus() -> Vec<usize> {

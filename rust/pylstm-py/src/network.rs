@@ -4,14 +4,16 @@
 
 use lstm_core::{
     network_backward as core_backward, network_forward as core_forward, Activation, CellOps, DirParams, GateOrder,
-    LayerShape, NetworkTape, PackedBf16, Real, Schedule,
+    LayerShape, NetworkTape, PackedBf16, Real, Schedule, TAPE_USED,
 };
 use numpy::{Element, IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::arrays::{borrow, borrow_opt, data};
-use crate::errors::{to_py, DTypeError, LstmValueError, ShapeError, TapeError};
+use std::sync::RwLock;
+
+use crate::errors::{engine_call, to_py, DTypeError, LstmValueError, ShapeError, TapeError};
 use crate::packed::{PackedRecurrent, PackedWeights};
 
 /// Settings fixed by the forward pass and reused by the backward pass.
@@ -31,29 +33,40 @@ enum TapeData {
 }
 
 /// What a forward pass saved for its backward pass. Opaque; several may be pending at once.
+/// A backward pass that does not retain it frees what it holds.
 #[pyclass(module = "pylstm._core", frozen)]
 pub struct Tape {
     cfg: NetConfig,
-    data: TapeData,
+    dtype: &'static str,
+    /// `None` once a backward pass used the tape up and freed it.
+    data: RwLock<Option<TapeData>>,
 }
 
 #[pymethods]
 impl Tape {
-    /// Bytes of memory the tape holds.
+    /// Bytes of memory the tape holds (0 once a backward pass used it up).
     #[getter]
     fn nbytes(&self) -> usize {
-        match &self.data {
-            TapeData::F32(t) => t.nbytes(),
-            TapeData::F64(t) => t.nbytes(),
+        match self.data.read().as_deref() {
+            Ok(Some(TapeData::F32(t))) => t.nbytes(),
+            Ok(Some(TapeData::F64(t))) => t.nbytes(),
+            _ => 0,
         }
     }
 
     /// The dtype the tape was made with.
     #[getter]
     fn dtype(&self) -> &'static str {
-        match &self.data {
-            TapeData::F32(_) => "float32",
-            TapeData::F64(_) => "float64",
+        self.dtype
+    }
+
+    /// Whether a backward pass used the tape up (a further one raises `TapeError`).
+    #[getter]
+    fn used(&self) -> bool {
+        match self.data.read().as_deref() {
+            Ok(Some(TapeData::F32(t))) => t.is_used(),
+            Ok(Some(TapeData::F64(t))) => t.is_used(),
+            _ => true,
         }
     }
 
@@ -273,7 +286,7 @@ fn forward_typed<'py, F: Element + Real>(
     lengths: Option<Vec<i64>>,
     masks: Option<&Bound<'py, PyList>>,
     (keep_tape, bf16, packed): (bool, Option<&Bound<'py, PyAny>>, Option<&Bound<'py, PyAny>>),
-    wrap: fn(NetworkTape<F>) -> TapeData,
+    (wrap, dtype): (fn(NetworkTape<F>) -> TapeData, &'static str),
 ) -> PyResult<Forward<'py>> {
     let nd = cfg.reverse.len();
     let xa = borrow::<F>("X", x)?;
@@ -319,7 +332,7 @@ fn forward_typed<'py, F: Element + Real>(
     let shape = cfg.shape;
     let out = py.detach(|| core_forward(&shape, &params, &sched, xs, h0s, c0s, &ms, keep_tape)).map_err(to_py)?;
     let (t, b, p, h, l) = (cfg.steps, cfg.batch, shape.out(), shape.hidden, cfg.layers);
-    let tape = out.tape.map(|tp| Tape { cfg: cfg.clone(), data: wrap(tp) });
+    let tape = out.tape.map(|tp| Tape { cfg: cfg.clone(), dtype, data: RwLock::new(Some(wrap(tp))) });
     Ok((
         to_numpy(py, out.y, vec![t, b, nd * p])?,
         to_numpy(py, out.hn, vec![l * nd, b, p])?,
@@ -388,9 +401,13 @@ pub fn network_forward<'py>(
     let opts = (keep_tape, bf16_weights, packed_weights);
     // A type check, not the dtype's name: this runs on every call, single steps included.
     if x.cast::<PyArrayDyn<f32>>().is_ok() {
-        forward_typed::<f32>(py, x, layers, cfg, h0, c0, lengths, masks, opts, TapeData::F32)
+        engine_call(|| {
+            forward_typed::<f32>(py, x, layers, cfg, h0, c0, lengths, masks, opts, (TapeData::F32, "float32"))
+        })
     } else if x.cast::<PyArrayDyn<f64>>().is_ok() {
-        forward_typed::<f64>(py, x, layers, cfg, h0, c0, lengths, masks, opts, TapeData::F64)
+        engine_call(|| {
+            forward_typed::<f64>(py, x, layers, cfg, h0, c0, lengths, masks, opts, (TapeData::F64, "float64"))
+        })
     } else {
         let got = match x.getattr("dtype").and_then(|d| d.str()) {
             Ok(d) if x.cast::<numpy::PyUntypedArray>().is_ok() => format!("dtype {d}"),
@@ -402,6 +419,7 @@ pub fn network_forward<'py>(
 
 type Grads<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Vec<Vec<Bound<'py, PyDict>>>);
 
+#[allow(clippy::too_many_arguments)]
 fn backward_typed<'py, F: Element + Real>(
     py: Python<'py>,
     cfg: &NetConfig,
@@ -410,6 +428,7 @@ fn backward_typed<'py, F: Element + Real>(
     dy: Option<&Bound<'py, PyAny>>,
     dhn: Option<&Bound<'py, PyAny>>,
     dcn: Option<&Bound<'py, PyAny>>,
+    retain: bool,
 ) -> PyResult<Grads<'py>> {
     let nd = cfg.reverse.len();
     if layers.len() != cfg.layers {
@@ -426,7 +445,7 @@ fn backward_typed<'py, F: Element + Real>(
     let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &[], &[]);
     let (dys, dhs, dcs) = (dya.as_ref().map(data), dha.as_ref().map(data), dca.as_ref().map(data));
     let shape = cfg.shape;
-    let g = py.detach(|| core_backward(&shape, &params, tape, dys, dhs, dcs)).map_err(to_py)?;
+    let g = py.detach(|| core_backward(&shape, &params, tape, dys, dhs, dcs, retain)).map_err(to_py)?;
     let (t, b, p, h, l) = (cfg.steps, cfg.batch, shape.out(), shape.hidden, cfg.layers);
     let mut grads = Vec::new();
     for (li, dirs) in g.layers.into_iter().enumerate() {
@@ -458,19 +477,52 @@ fn backward_typed<'py, F: Element + Real>(
 /// Runs the backward pass of the forward pass that made `tape`, with the same weights.
 /// Returns `(dx [T, B, I], dh0 [L*D, B, P], dc0 [L*D, B, H], grads)`, `grads[l][d]` a dict with
 /// keys `W`, `R`, `B` and, where present, `P` and `weight_hr`.
+///
+/// The call uses the tape up and frees it, unless `retain=True`: a second call on a used tape
+/// raises `TapeError` (gradients would otherwise accumulate twice without a word).
 #[pyfunction]
-#[pyo3(signature = (tape, layers, dy=None, dh_n=None, dc_n=None))]
+#[pyo3(signature = (tape, layers, dy=None, dh_n=None, dc_n=None, *, retain=None))]
+#[allow(clippy::too_many_arguments)]
 pub fn network_backward<'py>(
     py: Python<'py>,
-    tape: &Bound<'py, Tape>,
-    layers: &Bound<'py, PyList>,
+    tape: &Bound<'py, PyAny>,
+    layers: &Bound<'py, PyAny>,
     dy: Option<&Bound<'py, PyAny>>,
     dh_n: Option<&Bound<'py, PyAny>>,
     dc_n: Option<&Bound<'py, PyAny>>,
+    retain: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Grads<'py>> {
+    let type_name = |o: &Bound<'py, PyAny>| o.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+    let tape = tape.cast::<Tape>().map_err(|_| {
+        TapeError::new_err(format!(
+            "tape: expected a Tape from network_forward(..., keep_tape=True), got {}",
+            type_name(tape)
+        ))
+    })?;
+    let layers = layers
+        .cast::<PyList>()
+        .map_err(|_| ShapeError::new_err(format!("layers: expected a list of layers, got {}", type_name(layers))))?;
+    let retain = match retain {
+        None => false,
+        Some(r) => r
+            .cast::<pyo3::types::PyBool>()
+            .map_err(|_| DTypeError::new_err(format!("retain: expected a bool, got {}", type_name(r))))?
+            .is_true(),
+    };
     let t = tape.get();
-    match &t.data {
-        TapeData::F32(tp) => backward_typed::<f32>(py, &t.cfg, tp, layers, dy, dh_n, dc_n),
-        TapeData::F64(tp) => backward_typed::<f64>(py, &t.cfg, tp, layers, dy, dh_n, dc_n),
+    let out = engine_call(|| {
+        let guard = t.data.read().map_err(|_| TapeError::new_err("tape: unusable after an earlier failure"))?;
+        match guard.as_ref() {
+            Some(TapeData::F32(tp)) => backward_typed::<f32>(py, &t.cfg, tp, layers, dy, dh_n, dc_n, retain),
+            Some(TapeData::F64(tp)) => backward_typed::<f64>(py, &t.cfg, tp, layers, dy, dh_n, dc_n, retain),
+            None => Err(TapeError::new_err(TAPE_USED)),
+        }
+    })?;
+    if !retain {
+        // Used up: free what it holds. (Skipped, harmlessly, while another call reads it.)
+        if let Ok(mut data) = t.data.try_write() {
+            *data = None;
+        }
     }
+    Ok(out)
 }

@@ -6,7 +6,7 @@ use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::arrays::data;
-use crate::errors::{to_py, DTypeError, ShapeError};
+use crate::errors::{engine_call, to_py, DTypeError, ShapeError};
 
 /// Recurrent weights `R` (`[4H, P]`) rounded to bfloat16 and packed for the step kernel.
 /// Opaque; pass to `network_forward(..., bf16_weights=[[packed per direction] per layer])`.
@@ -33,12 +33,14 @@ impl PackedRecurrent {
 /// Rounds `r` (float32 `[4 * hidden_size, P]`) to bfloat16 and packs it.
 #[pyfunction]
 pub fn pack_bf16(py: Python<'_>, r: &Bound<'_, PyAny>, hidden_size: usize) -> PyResult<PackedRecurrent> {
-    let arr = weights_f32("R", r, hidden_size, "P")?;
-    let shape = arr.shape().to_vec();
-    let values = data(&arr);
-    let depth = shape[1];
-    let inner = py.detach(|| PackedBf16::new(values, hidden_size, depth)).map_err(to_py)?;
-    Ok(PackedRecurrent { inner })
+    engine_call(|| {
+        let arr = weights_f32("R", r, hidden_size, "P")?;
+        let shape = arr.shape().to_vec();
+        let values = data(&arr);
+        let depth = shape[1];
+        let inner = py.detach(|| PackedBf16::new(values, hidden_size, depth)).map_err(to_py)?;
+        Ok(PackedRecurrent { inner })
+    })
 }
 
 /// Float32 `W` and `R` of one direction packed once into the panels the engine's kernels
@@ -78,10 +80,11 @@ fn weights_f32<'py>(
         DTypeError::new_err(format!("{name}: expected a float32 array for packing, got dtype {got}"))
     })?;
     let shape = arr.shape().to_vec();
-    if shape.len() != 2 || shape[0] != 4 * hidden_size {
+    let rows = hidden_size.checked_mul(4);
+    if shape.len() != 2 || rows != Some(shape[0]) {
+        let rows = rows.map_or_else(|| format!("4*{hidden_size}"), |r| r.to_string());
         return Err(ShapeError::new_err(format!(
-            "{name}: expected shape [4*hidden_size, {cols}] = [{}, {cols}], got {shape:?}",
-            4 * hidden_size
+            "{name}: expected shape [4*hidden_size, {cols}] = [{rows}, {cols}], got {shape:?}"
         )));
     }
     if !arr.is_c_contiguous() {
@@ -98,11 +101,13 @@ pub fn pack_weights(
     r: &Bound<'_, PyAny>,
     hidden_size: usize,
 ) -> PyResult<PackedWeights> {
-    let (wa, ra) = (weights_f32("W", w, hidden_size, "I")?, weights_f32("R", r, hidden_size, "P")?);
-    let (wd, rd) = (wa.shape()[1], ra.shape()[1]);
-    let (wv, rv) = (data(&wa), data(&ra));
-    py.detach(|| {
-        Ok(PackedWeights { w: PackedPanel::new(wv, hidden_size, wd)?, r: PackedPanel::new(rv, hidden_size, rd)? })
+    engine_call(|| {
+        let (wa, ra) = (weights_f32("W", w, hidden_size, "I")?, weights_f32("R", r, hidden_size, "P")?);
+        let (wd, rd) = (wa.shape()[1], ra.shape()[1]);
+        let (wv, rv) = (data(&wa), data(&ra));
+        py.detach(|| {
+            Ok(PackedWeights { w: PackedPanel::new(wv, hidden_size, wd)?, r: PackedPanel::new(rv, hidden_size, rd)? })
+        })
+        .map_err(to_py)
     })
-    .map_err(to_py)
 }
