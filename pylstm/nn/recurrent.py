@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from pylstm import _checks, _core
-from pylstm.errors import BackendError, DTypeError, LstmValueError, ShapeError, TapeError
+from pylstm.errors import (
+    BackendError,
+    DTypeError,
+    LstmValueError,
+    PylstmMemoryError,
+    ShapeError,
+    TapeError,
+)
 
 from .module import Module
 
@@ -61,9 +68,14 @@ class _EngineModule(Module):
 
     def __init__(self, dtype: Any, seed: int | None) -> None:
         super().__init__()
-        dt = np.dtype(dtype)
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise DTypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
         if dt not in _checks.FLOAT_DTYPES:
-            raise TypeError(f"dtype: expected float32 or float64, got {dt}")
+            raise DTypeError(f"dtype: expected float32 or float64, got {dt}")
+        if seed is not None:
+            _checks.integer("seed", seed, 0)
         self.dtype = dt
         self.backend: str | None = None
         self._rng = np.random.default_rng(seed)
@@ -73,8 +85,13 @@ class _EngineModule(Module):
         self._param_shapes = dict(shapes)
         bound = 1.0 / np.sqrt(hidden)
         for name, shape in shapes.items():
-            self.register_parameter(
-                name, self._rng.uniform(-bound, bound, shape).astype(self.dtype))
+            try:
+                values = self._rng.uniform(-bound, bound, shape).astype(self.dtype)
+            except (ValueError, MemoryError):
+                raise PylstmMemoryError(
+                    f"input_size/hidden_size: parameter {name} of shape {list(shape)} cannot be "
+                    "allocated") from None
+            self.register_parameter(name, values)
 
     def _param(self, name: str) -> np.ndarray:
         """Parameter ``name`` as the engine reads it: checked by name against its shape and
@@ -182,12 +199,13 @@ class LSTM(_EngineModule):
         if self.proj_size >= self.hidden_size:
             raise LstmValueError(f"proj_size: expected 0 <= proj_size < hidden_size "
                                  f"({hidden_size}), got {proj_size}")
-        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout <= 1.0):
+        dropout = _checks.number("dropout", dropout)
+        if not 0.0 <= dropout <= 1.0:
             raise LstmValueError(f"dropout: expected a number in [0, 1], got {dropout!r}")
         self.dropout = float(dropout)
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.bidirectional = bool(bidirectional)
+        self.bias = _checks.flag("bias", bias)
+        self.batch_first = _checks.flag("batch_first", batch_first)
+        self.bidirectional = _checks.flag("bidirectional", bidirectional)
         self.num_directions = 2 if bidirectional else 1
         self._init_params(self._shapes(), self.hidden_size)
 
@@ -271,7 +289,7 @@ class LSTM(_EngineModule):
         h0 = c0 = None
         if hx is not None:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError("hx: expected a tuple (h_0, c_0)")
+                raise DTypeError("hx: expected a tuple (h_0, c_0)")
             shape_h = (nld, self._out_size()) if unbatched else (nld, batch, self._out_size())
             shape_c = (nld, self.hidden_size) if unbatched else (nld, batch, self.hidden_size)
             h0 = _checks.array("h_0", _to_numpy(hx[0]), self.dtype, shape_h)
@@ -425,7 +443,7 @@ class LSTMCell(_EngineModule):
         self.packed_weights = bool(packed_weights)
         self.input_size = _checks.positive_int("input_size", input_size)
         self.hidden_size = _checks.positive_int("hidden_size", hidden_size)
-        self.bias = bool(bias)
+        self.bias = _checks.flag("bias", bias)
         h = self.hidden_size
         shapes: dict[str, tuple[int, ...]] = {"weight_ih": (4 * h, self.input_size),
                                               "weight_hh": (4 * h, h)}
@@ -464,7 +482,7 @@ class LSTMCell(_EngineModule):
         h0 = c0 = None
         if hx is not None:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError("hx: expected a tuple (h, c)")
+                raise DTypeError("hx: expected a tuple (h, c)")
             shape = (self.hidden_size,) if unbatched else (batch, self.hidden_size)
             h0 = _checks.array("h", _to_numpy(hx[0]), self.dtype, shape).reshape(1, batch, -1)
             c0 = _checks.array("c", _to_numpy(hx[1]), self.dtype, shape).reshape(1, batch, -1)

@@ -21,21 +21,7 @@ SEED = int(os.environ.get("PYLSTM_FUZZ_SEED", "0"))
 # Broken promises of pylstm/nn/recurrent.py that are reported to its owner and not fixed yet:
 # (a pattern of the call, a pattern of the problem). Each should become a PylstmError naming
 # the argument; delete the entry when it is fixed.
-KNOWN_MODULE_HOLES = [
-    # `raise TypeError("hx: expected a tuple ...")`: a bare TypeError (use DTypeError).
-    (r"hx malformed", r"builtins\.TypeError: hx: expected a tuple"),
-    # `np.random.default_rng(seed)` errors pass through unconverted.
-    (r"^(LSTM|LSTMCell)\(seed=", r"outside the hierarchy"),
-    # `raise TypeError("dtype: ...")` and numpy's own dtype errors (use DTypeError).
-    (r"^(LSTM|LSTMCell)\(dtype=", r"outside the hierarchy"),
-    # `bool(bias)` & co accept any value: flags should be bools.
-    (r"^(LSTM|LSTMCell)\((bias|batch_first|bidirectional)=", r"returned instead of raising"),
-    # `isinstance(dropout, (int, float))` lets True through.
-    (r"^LSTM\(dropout=True\)", r"returned instead of raising"),
-    # Parameter shapes no array can have: numpy's "array is too big" ValueError passes through
-    # (check the sizes first and raise PylstmMemoryError naming input_size/hidden_size).
-    (r"of impossible size", r"array is too big"),
-]
+KNOWN_MODULE_HOLES: list[tuple[str, str]] = []
 
 
 def _known(v: dict, holes: list[tuple[str, str]]) -> bool:
