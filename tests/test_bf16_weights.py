@@ -69,9 +69,9 @@ def test_module_packs_once_and_notices_updates():
     m = pylstm.LSTM(512, 512, num_layers=2, bidirectional=True, seed=1, bf16_weights=True)
     x = np.random.default_rng(2).standard_normal((6, 2, 512), dtype=np.float32)
     ref = pylstm.LSTM(512, 512, num_layers=2, bidirectional=True, seed=1)
-    for name in ref.parameters:
+    for name, _ in ref.named_parameters():
         if name.startswith("weight_hh"):
-            ref.parameters[name][...] = round_bf16(ref.parameters[name])
+            ref.get_parameter(name).data[...] = round_bf16(ref.get_parameter(name).data)
 
     def check():
         y, (h, c) = m(x)
@@ -84,14 +84,14 @@ def test_module_packs_once_and_notices_updates():
     m(x)
     assert m._pack_caches["bf16"][1][0][0] is first, "packed weights were rebuilt without a change"
     # An in-place write announced with mark_updated() is picked up ...
-    m.parameters["weight_hh_l1_reverse"][...] *= -1
+    m.weight_hh_l1_reverse.data[...] *= -1
     m.mark_updated()
-    ref.parameters["weight_hh_l1_reverse"][...] = round_bf16(m.parameters["weight_hh_l1_reverse"])
+    ref.weight_hh_l1_reverse.data[...] = round_bf16(m.weight_hh_l1_reverse.data)
     check()
     # ... and so is a replaced array, without it.
-    new = np.ascontiguousarray(m.parameters["weight_hh_l0"][::-1])
-    m.parameters["weight_hh_l0"] = new
-    ref.parameters["weight_hh_l0"][...] = round_bf16(new)
+    new = np.ascontiguousarray(m.weight_hh_l0.data[::-1])
+    m.weight_hh_l0.data = new
+    ref.weight_hh_l0.data[...] = round_bf16(new)
     check()
 
 
@@ -99,7 +99,7 @@ def test_module_training_forward_stays_float32():
     m = pylstm.LSTM(512, 512, seed=3, bf16_weights=True)
     plain = pylstm.LSTM(512, 512, seed=3)
     x = np.random.default_rng(4).standard_normal((4, 1, 512), dtype=np.float32)
-    y, _, tape = m.forward(x, requires_grad=True)
+    (y, _), tape = m.forward(x, requires_grad=True)
     np.testing.assert_array_equal(y, plain(x)[0])
     dx, _ = m.backward(tape, np.ones_like(y))
     assert np.isfinite(dx).all()

@@ -221,6 +221,16 @@ def test_functional_backward_with_only_some_output_gradients(rng):
 # ----------------------------------------------------------------------------- modules
 
 
+def _grads(m) -> dict[str, np.ndarray]:
+    """Copies of every parameter's gradient by name."""
+    return {n: p.grad.copy() for n, p in m.named_parameters()}
+
+
+def _params(m) -> dict[str, np.ndarray]:
+    """The live parameter arrays by name (perturbed in place by the finite differences)."""
+    return {n: p.data for n, p in m.named_parameters()}
+
+
 def check_module(m, x, rng, hx=None, lengths=None, masks_fixed=False):
     """Analytic gradients of m.forward/backward against central differences, for x, hx and
     every parameter. The module's dropout masks are recorded on the analytic pass and replayed
@@ -235,11 +245,11 @@ def check_module(m, x, rng, hx=None, lengths=None, masks_fixed=False):
             recorded.append(draw(steps, batch))
             return recorded[-1]
         m._masks = record
-    y, (hn, cn), tape = m.forward(x, hx, lengths=lengths, requires_grad=True)
+    (y, (hn, cn)), tape = m.forward(x, hx, lengths=lengths, requires_grad=True)
     dy, dh, dc = (rng.standard_normal(a.shape) for a in (y, hn, cn))
     m.zero_grad()
     dx, (dh0, dc0) = m.backward(tape, dy, dh, dc)
-    analytic = {"x": dx, **{k: v.copy() for k, v in m.grads.items()}}
+    analytic = {"x": dx, **_grads(m)}
     if hx is not None:
         analytic.update(h0=dh0, c0=dc0)
     if masks_fixed:
@@ -250,7 +260,7 @@ def check_module(m, x, rng, hx=None, lengths=None, masks_fixed=False):
         yy, (hh, cc) = m.forward(x, hx, lengths=lengths)
         return float(np.sum(yy * dy) + np.sum(hh * dh) + np.sum(cc * dc))
 
-    arrays = {"x": x, **m.parameters}
+    arrays = {"x": x, **_params(m)}
     if hx is not None:
         arrays.update(h0=hx[0], c0=hx[1])
     numeric = numeric_grad(loss, arrays)
@@ -295,7 +305,7 @@ def _torch_free_stack(m, x, masks):
     for layer in range(m.num_layers):
         one = pylstm.LSTM(inp.shape[-1], m.hidden_size, bidirectional=m.bidirectional,
                           proj_size=m.proj_size, dtype=m.dtype)
-        one.load_state_dict({k.replace(f"_l{layer}", "_l0"): v for k, v in m.parameters.items()
+        one.load_state_dict({k.replace(f"_l{layer}", "_l0"): v for k, v in _params(m).items()
                              if f"_l{layer}" in k})
         y, (h, c) = one(inp)
         hs.append(h)
@@ -334,24 +344,24 @@ def test_dropout_masks_live_in_the_tape(rng):
     draws = []
     draw = m._masks
     m._masks = lambda s, b: draws.append(draw(s, b)) or draws[-1]
-    y1, _, tape1 = m.forward(x, requires_grad=True)
-    y2, _, tape2 = m.forward(x, requires_grad=True)
+    (y1, _), tape1 = m.forward(x, requires_grad=True)
+    (y2, _), tape2 = m.forward(x, requires_grad=True)
     assert not np.allclose(y1, y2)  # a new mask each forward
     dy = rng.standard_normal(y1.shape)
     m.zero_grad()
     dx1, _ = m.backward(tape1, dy)
-    g1 = {k: v.copy() for k, v in m.grads.items()}
+    g1 = _grads(m)
     m.zero_grad()
     dx2, _ = m.backward(tape2, dy)
-    g2 = {k: v.copy() for k, v in m.grads.items()}
+    g2 = _grads(m)
     for (dx, g), mask in zip(((dx1, g1), (dx2, g2)), draws, strict=True):
         m._masks = lambda s, b, mask=mask: mask
         m.zero_grad()
-        _, _, tape = m.forward(x, requires_grad=True)
+        _, tape = m.forward(x, requires_grad=True)
         dx_ref, _ = m.backward(tape, dy)
         np.testing.assert_allclose(dx, dx_ref, rtol=1e-13, atol=1e-15)
         for k in g:
-            np.testing.assert_allclose(g[k], m.grads[k], rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(g[k], m.get_parameter(k).grad, rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -365,13 +375,13 @@ def test_lstm_cell(bias, batched, rng):
     dh, dc = rng.standard_normal(h.shape), rng.standard_normal(c.shape)
     cell.zero_grad()
     dx, (dhp, dcp) = cell.backward(tape, dh, dc)
-    analytic = {"x": dx, "h0": dhp, "c0": dcp, **{k: v.copy() for k, v in cell.grads.items()}}
+    analytic = {"x": dx, "h0": dhp, "c0": dcp, **_grads(cell)}
 
     def loss():
         hh, cc = cell(x, (h0, c0))
         return float(np.sum(hh * dh) + np.sum(cc * dc))
 
-    numeric = numeric_grad(loss, {"x": x, "h0": h0, "c0": c0, **cell.parameters})
+    numeric = numeric_grad(loss, {"x": x, "h0": h0, "c0": c0, **_params(cell)})
     assert_grads_close(analytic, numeric)
 
 
@@ -410,18 +420,18 @@ def test_module_several_tapes_pending(rng):
     seq = []
     for x, dy in ((xa, dya), (xb, dyb)):
         m.zero_grad()
-        _, _, tape = m.forward(x, requires_grad=True)
+        _, tape = m.forward(x, requires_grad=True)
         dx, _ = m.backward(tape, dy)
-        seq.append((dx, {k: v.copy() for k, v in m.grads.items()}))
+        seq.append((dx, _grads(m)))
     m.zero_grad()
-    _, _, ta = m.forward(xa, requires_grad=True)
-    _, _, tb = m.forward(xb, requires_grad=True)
+    _, ta = m.forward(xa, requires_grad=True)
+    _, tb = m.forward(xb, requires_grad=True)
     dxb, _ = m.backward(tb, dyb)
     dxa, _ = m.backward(ta, dya)
     np.testing.assert_array_equal(dxa, seq[0][0])
     np.testing.assert_array_equal(dxb, seq[1][0])
-    for k in m.grads:
-        np.testing.assert_allclose(m.grads[k], seq[0][1][k] + seq[1][1][k], rtol=1e-13,
+    for k, p in m.named_parameters():
+        np.testing.assert_allclose(p.grad, seq[0][1][k] + seq[1][1][k], rtol=1e-13,
                                    atol=1e-15, err_msg=k)
 
 
@@ -466,9 +476,13 @@ def test_functional_directional_large(kernel, acts, threads, rng, restore_runtim
     pylstm.set_kernel(kernel)
     pylstm.set_num_threads(threads)
     T, nb, n_in, H = 4, 67, 5, 19
-    args, _ = _functional_case(rng, T=T, nb=nb, I=n_in, H=H, direction="bidirectional")
+    args, _ = _functional_case(rng, T=T, nb=nb, n_in=n_in, H=H, direction="bidirectional")
+    # One alpha per activation that takes one, one beta per activation that takes two.
+    n_alpha = sum(1 for a in acts or [] if a in _PARAMS)
+    n_beta = sum(1 for a in acts or [] if _PARAMS.get(a) == 2)
     attrs = dict(sequence_lens=rng.integers(1, T + 1, nb), direction="bidirectional",
-                 activations=acts, activation_alpha=[0.7] * 4, activation_beta=[0.2] * 4,
+                 activations=acts, activation_alpha=[0.7] * n_alpha or None,
+                 activation_beta=[0.2] * n_beta or None,
                  clip=2.5, input_forget=int(acts is not None and acts[0] == "Relu"))
 
     def call(a, **extra):
@@ -490,15 +504,16 @@ def test_module_directional_large(kernel, rng, restore_runtime):
     lengths = rng.integers(1, 6, 66)
     lengths[3] = 5
     hx = (rng.standard_normal((4, 66, 11)), rng.standard_normal((4, 66, 21)))
-    y, (h, c), tape = m.forward(x, hx, lengths=lengths, requires_grad=True)
+    (y, (h, c)), tape = m.forward(x, hx, lengths=lengths, requires_grad=True)
     douts = [rng.standard_normal(o.shape) for o in (y, h, c)]
     m.zero_grad()
     dx, (dh0, dc0) = m.backward(tape, *douts)
-    args = {"x": x, "h0": hx[0], "c0": hx[1], **{k: v.copy() for k, v in m.parameters.items()}}
-    grads = {"x": dx, "h0": dh0, "c0": dc0, **{k: v.copy() for k, v in m.grads.items()}}
+    args = {"x": x, "h0": hx[0], "c0": hx[1],
+            **{k: v.copy() for k, v in _params(m).items()}}
+    grads = {"x": dx, "h0": dh0, "c0": dc0, **_grads(m)}
 
     def call(a):
-        m.load_state_dict({k: a[k] for k in m.parameters})
+        m.load_state_dict({k: a[k] for k, _ in m.named_parameters()})
         yy, (hh, cc) = m.forward(a["x"], (a["h0"], a["c0"]), lengths=lengths)
         return yy, hh, cc
 

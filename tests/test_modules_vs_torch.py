@@ -20,11 +20,16 @@ def _pair(input_size, hidden_size, dtype=np.float64, seed=0, **kw):
     torch.manual_seed(seed)
     t = torch.nn.LSTM(input_size, hidden_size, dtype=_TDT[dtype], **kw)
     m = pylstm.LSTM(input_size, hidden_size, dtype=dtype, seed=seed + 1, **kw)
-    assert list(m.parameters) == [n for n, _ in t.named_parameters()]
+    assert [n for n, _ in m.named_parameters()] == [n for n, _ in t.named_parameters()]
     m.load_state_dict(t.state_dict())  # tensors load as they are
     for name, p in t.named_parameters():
-        np.testing.assert_array_equal(m.parameters[name], p.detach().numpy())
+        np.testing.assert_array_equal(m.get_parameter(name).data, p.detach().numpy())
     return t, m
+
+
+def _grads(m):
+    """Every parameter's gradient by name."""
+    return {n: p.grad for n, p in m.named_parameters()}
 
 
 def _t(a, grad=False):
@@ -70,7 +75,7 @@ def test_forward_and_every_gradient(cfg, with_hx, dtype, rng):
     dh = rng.standard_normal(hs).astype(dtype)
     dc = rng.standard_normal(cs).astype(dtype)
 
-    y, (h_n, c_n), tape = m.forward(x, hx if with_hx else None, requires_grad=True)
+    (y, (h_n, c_n)), tape = m.forward(x, hx if with_hx else None, requires_grad=True)
     dx, (dh0, dc0) = m.backward(tape, dy, dh, dc)
 
     xt = _t(x, True)
@@ -86,9 +91,9 @@ def test_forward_and_every_gradient(cfg, with_hx, dtype, rng):
         np.testing.assert_allclose(ours, theirs.detach().numpy(), **tol, err_msg=name)
     np.testing.assert_allclose(dx, xt.grad.numpy(), **tol, err_msg="dx")
     grads = dict(t.named_parameters())
-    assert set(m.grads) == set(grads)
+    assert set(_grads(m)) == set(grads)
     for name, p in grads.items():
-        np.testing.assert_allclose(m.grads[name], p.grad.numpy(), **tol, err_msg=name)
+        np.testing.assert_allclose(m.get_parameter(name).grad, p.grad.numpy(), **tol, err_msg=name)
     if with_hx:
         np.testing.assert_allclose(dh0, hxt[0].grad.numpy(), **tol, err_msg="dh0")
         np.testing.assert_allclose(dc0, hxt[1].grad.numpy(), **tol, err_msg="dc0")
@@ -123,7 +128,7 @@ def test_packed_sequences_match_lengths(cfg, lengths, rng):
     out, (hnt, cnt) = t(packed, (h0t, c0t))
     yt, _ = pad_packed_sequence(out, batch_first=m.batch_first)
 
-    y, (h_n, c_n), tape = m.forward(x, hx, lengths=np.array(lengths), requires_grad=True)
+    (y, (h_n, c_n)), tape = m.forward(x, hx, lengths=np.array(lengths), requires_grad=True)
     assert y.shape == tuple(yt.shape)  # max(lengths) steps
     tol = _TOL[np.float64]
     np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
@@ -142,7 +147,7 @@ def test_packed_sequences_match_lengths(cfg, lengths, rng):
     np.testing.assert_allclose(dh0, h0t.grad.numpy(), **tol)
     np.testing.assert_allclose(dc0, c0t.grad.numpy(), **tol)
     for name, p in t.named_parameters():
-        np.testing.assert_allclose(m.grads[name], p.grad.numpy(), **tol, err_msg=name)
+        np.testing.assert_allclose(m.get_parameter(name).grad, p.grad.numpy(), **tol, err_msg=name)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -158,7 +163,7 @@ def test_packed_sequences_many_rows(dtype, rng):
     xt = _t(x, True)
     out, (hnt, cnt) = t(pack_padded_sequence(xt, torch.tensor(lengths), enforce_sorted=False))
     yt, _ = pad_packed_sequence(out)
-    y, (h_n, c_n), tape = m.forward(x, lengths=lengths, requires_grad=True)
+    (y, (h_n, c_n)), tape = m.forward(x, lengths=lengths, requires_grad=True)
     tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else _TOL[np.float64]
     np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
     np.testing.assert_allclose(h_n, hnt.detach().numpy(), **tol)
@@ -167,7 +172,7 @@ def test_packed_sequences_many_rows(dtype, rng):
     dx, _ = m.backward(tape, dy)
     np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)
     for name, p in t.named_parameters():
-        np.testing.assert_allclose(m.grads[name], p.grad.numpy(), **tol, err_msg=name)
+        np.testing.assert_allclose(m.get_parameter(name).grad, p.grad.numpy(), **tol, err_msg=name)
 
 
 @pytest.mark.parametrize("cfg", [dict(), dict(num_layers=2, bidirectional=True, proj_size=2)],
@@ -180,7 +185,7 @@ def test_unbatched_input(cfg, rng):
     hx = (rng.standard_normal((nld, out)), rng.standard_normal((nld, H)))
     xt, h0t, c0t = _t(x, True), _t(hx[0], True), _t(hx[1], True)
     yt, (hnt, cnt) = t(xt, (h0t, c0t))
-    y, (h_n, c_n), tape = m.forward(x, hx, requires_grad=True)
+    (y, (h_n, c_n)), tape = m.forward(x, hx, requires_grad=True)
     assert y.shape == tuple(yt.shape) and h_n.shape == (nld, out) and c_n.shape == (nld, H)
     tol = _TOL[np.float64]
     for a, b in ((y, yt), (h_n, hnt), (c_n, cnt)):
@@ -193,7 +198,7 @@ def test_unbatched_input(cfg, rng):
     np.testing.assert_allclose(dh0, h0t.grad.numpy(), **tol)
     np.testing.assert_allclose(dc0, c0t.grad.numpy(), **tol)
     for name, p in t.named_parameters():
-        np.testing.assert_allclose(m.grads[name], p.grad.numpy(), **tol, err_msg=name)
+        np.testing.assert_allclose(m.get_parameter(name).grad, p.grad.numpy(), **tol, err_msg=name)
     # The same data as a batch of one gives the same numbers.
     y1, (h1, c1) = m(x[:, None], (hx[0][:, None], hx[1][:, None]))
     np.testing.assert_allclose(y1[:, 0], y, rtol=0, atol=1e-14)
@@ -261,7 +266,8 @@ def test_lstm_cell_vs_torch(dtype, bias, lead, with_hx, rng):
     np.testing.assert_allclose(dhp, h0t.grad.numpy(), **tol)
     np.testing.assert_allclose(dcp, c0t.grad.numpy(), **tol)
     for name, p in t.named_parameters():
-        np.testing.assert_allclose(cell.grads[name], p.grad.numpy(), **tol, err_msg=name)
+        np.testing.assert_allclose(cell.get_parameter(name).grad, p.grad.numpy(), **tol,
+                                   err_msg=name)
 
 
 def test_cell_unrolled_equals_lstm(rng):
@@ -281,17 +287,17 @@ def test_cell_unrolled_equals_lstm(rng):
 def test_gradients_accumulate_and_zero_grad(rng):
     t, m = _pair(2, 3, num_layers=2)
     x = rng.standard_normal((3, 2, 2))
-    y, _, tape = m.forward(x, requires_grad=True)
+    (y, _), tape = m.forward(x, requires_grad=True)
     dy = rng.standard_normal(y.shape)
     m.backward(tape, dy)
-    once = {k: v.copy() for k, v in m.grads.items()}
+    once = {k: v.copy() for k, v in _grads(m).items()}
     assert any(np.any(v) for v in once.values())
-    _, _, tape2 = m.forward(x, requires_grad=True)
+    _, tape2 = m.forward(x, requires_grad=True)
     m.backward(tape2, dy)
     for k in once:
-        np.testing.assert_allclose(m.grads[k], 2 * once[k], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(m.get_parameter(k).grad, 2 * once[k], rtol=1e-12, atol=1e-15)
     m.zero_grad()
-    assert all(not np.any(v) for v in m.grads.values())
+    assert all(not np.any(v) for v in _grads(m).values())
 
 
 def test_state_dict_round_trip_torch_to_pylstm_and_back(rng):
@@ -307,7 +313,7 @@ def test_state_dict_round_trip_torch_to_pylstm_and_back(rng):
     # state_dict returns copies: editing them does not change the module.
     key = next(iter(sd))
     sd[key][...] = 0
-    assert np.any(m.parameters[key])
+    assert np.any(m.get_parameter(key).data)
     # And back into a fresh torch module.
     t2 = torch.nn.LSTM(3, 5, num_layers=2, bidirectional=True, proj_size=2)
     t2.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()})
@@ -324,7 +330,7 @@ def test_load_state_dict_lists_wrong_names_and_shapes():
     bad["weight_ih_l7"] = np.zeros((16, 3), np.float32)
     bad["weight_ih_l0"] = np.zeros((16, 5), np.float32)
     bad["bias_hh_l1"] = np.zeros(15, np.float32)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(pylstm.ShapeError) as err:
         m.load_state_dict(bad)
     msg = str(err.value)
     for name in ("weight_hh_l1", "bias_ih_l0", "weight_ih_l7", "weight_ih_l0", "bias_hh_l1"):
@@ -333,10 +339,10 @@ def test_load_state_dict_lists_wrong_names_and_shapes():
     assert "[16]" in msg and "[15]" in msg
     # Nothing was loaded by the failed call.
     for k, v in good.items():
-        np.testing.assert_array_equal(m.parameters[k], v)
+        np.testing.assert_array_equal(m.get_parameter(k).data, v)
     # A torch state dict of a differently shaped module is refused the same way.
     t = torch.nn.LSTM(3, 5, num_layers=2)
-    with pytest.raises(ValueError, match="weight_hh_l0"):
+    with pytest.raises(pylstm.ShapeError, match="weight_hh_l0"):
         m.load_state_dict(t.state_dict())
 
 

@@ -119,7 +119,7 @@ def test_export_gate_order_and_bias_layout():
 
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     W, R, B = inits["W_l0"], inits["R_l0"], inits["B_l0"]
-    p = m.parameters
+    p = {name: param.data for name, param in m.named_parameters()}
     H = 3
     i, f, g, o = np.split(p["weight_ih_l0"], 4)
     np.testing.assert_array_equal(W[0], np.concatenate([i, o, f, g]))

@@ -73,14 +73,19 @@ def test_packs_follow_parameter_updates():
     assert m._pack_caches["f32"][1][0][0] is first, "packed weights were rebuilt without a change"
     # An in-place write announced with mark_updated() is picked up ...
     for mod in (m, ref):
-        mod.parameters["weight_hh_l1_reverse"][...] *= -1
-        mod.parameters["weight_ih_l0"][...] *= 0.5
+        mod.weight_hh_l1_reverse.data[...] *= -1
+        mod.weight_ih_l0.data[...] *= 0.5
     m.mark_updated()
     check()
     # ... and so is a replaced array, without it.
-    new = np.ascontiguousarray(m.parameters["weight_ih_l1"][::-1])
-    m.parameters["weight_ih_l1"] = new
-    ref.parameters["weight_ih_l1"] = new.copy()
+    new = np.ascontiguousarray(m.weight_ih_l1.data[::-1])
+    m.weight_ih_l1.data = new
+    ref.weight_ih_l1.data = new.copy()
+    check()
+    # ... and a newly assigned Parameter.
+    new = np.ascontiguousarray(m.weight_hh_l0.data * 0.5)
+    m.weight_hh_l0 = pylstm.nn.Parameter(new)
+    ref.weight_hh_l0 = pylstm.nn.Parameter(new.copy())
     check()
     # load_state_dict repacks too.
     other = pylstm.LSTM(45, 70, num_layers=2, bidirectional=True, seed=9)
@@ -92,8 +97,8 @@ def test_packs_follow_parameter_updates():
 def test_training_reads_the_parameters():
     m, ref = _pair(dict())
     x = np.random.default_rng(4).standard_normal((12, 4, 45)).astype(np.float32)
-    y, _, tape = m.forward(x, requires_grad=True)
-    y_ref, _, tape_ref = ref.forward(x, requires_grad=True)
+    (y, _), tape = m.forward(x, requires_grad=True)
+    (y_ref, _), tape_ref = ref.forward(x, requires_grad=True)
     np.testing.assert_array_equal(y, y_ref)
     dy = np.ones_like(y)
     np.testing.assert_array_equal(m.backward(tape, dy)[0], ref.backward(tape_ref, dy)[0])
@@ -125,7 +130,7 @@ def test_network_forward_checks_the_packs():
     x = np.zeros((3, 2, 5), np.float32)
     kw = dict(hidden_size=8, proj_size=0, order="torch", reverse=[False],
               activations=[[("Sigmoid", None, None), ("Tanh", None, None), ("Tanh", None, None)]])
-    good = _core.pack_weights(m.parameters["weight_ih_l0"], m.parameters["weight_hh_l0"], 8)
+    good = _core.pack_weights(m.weight_ih_l0.data, m.weight_hh_l0.data, 8)
     y, *_ = _core.network_forward(x, layers, packed_weights=[[good]], **kw)
     np.testing.assert_allclose(y, m(x)[0], rtol=1e-6, atol=1e-7)
     with pytest.raises(pylstm.ShapeError, match=r"packed_weights: expected 1 layers of 1"):
@@ -151,7 +156,7 @@ def test_cell_same_results_and_updates():
         for got, want in zip(cell(x, hx), ref(x, hx), strict=True):
             np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
         for mod in (cell, ref):
-            mod.parameters["weight_hh"][...] *= -1
+            mod.weight_hh.data[...] *= -1
         cell.mark_updated()
     with pytest.raises(pylstm.DTypeError, match="packed_weights: expected dtype float32"):
         pylstm.LSTMCell(4, 8, dtype=np.float64, packed_weights=True)
@@ -160,7 +165,7 @@ def test_cell_same_results_and_updates():
 def test_packs_are_for_inference_only():
     m = pylstm.LSTM(5, 8, seed=0)
     x = np.zeros((3, 2, 5), np.float32)
-    good = _core.pack_weights(m.parameters["weight_ih_l0"], m.parameters["weight_hh_l0"], 8)
+    good = _core.pack_weights(m.weight_ih_l0.data, m.weight_hh_l0.data, 8)
     with pytest.raises(pylstm.LstmValueError, match="packed_weights: inference only"):
         _core.network_forward(x, m._core_layers(), hidden_size=8, proj_size=0, order="torch",
                               reverse=[False], keep_tape=True, packed_weights=[[good]],

@@ -46,7 +46,7 @@ def export_lstm(
 
     Args:
         module: a ``pylstm.LSTM`` or ``pylstm.LSTMCell`` (or any object with the same
-            attributes and a ``parameters`` dict named like PyTorch's).
+            attributes and a ``named_parameters()`` yielding PyTorch's names).
         path: where to write the model (``.onnx``); ``None`` writes nothing.
         opset: ONNX opset (default 17, at least 14).
         initial_state: add graph inputs ``h0`` and ``c0``.
