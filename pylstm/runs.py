@@ -83,7 +83,7 @@ def _check_manifest(data: Any, path: Path) -> dict[str, Any]:
     unexpected = sorted(set(data) - _KEYS - {"pending"})
     if missing or unexpected:
         raise CheckpointError(f"{where}expected the keys {sorted(_KEYS)}, got missing {missing}"
-                             f" and unexpected {unexpected}")
+                              f" and unexpected {unexpected}")
     if data["format"] != FORMAT:
         raise CheckpointError(f"{where}format: expected {FORMAT!r}, got {data['format']!r}")
     if data["version"] != VERSION or not _is_int(data["version"]):
@@ -91,17 +91,17 @@ def _check_manifest(data: Any, path: Path) -> dict[str, Any]:
     for key in ("task", "pylstm_version", "created", "updated"):
         if not isinstance(data[key], str) or not data[key]:
             raise CheckpointError(f"{where}{key}: expected a non-empty string, got "
-                                 f"{data[key]!r}")
+                                  f"{data[key]!r}")
     if data["status"] not in STATUSES:
         raise CheckpointError(f"{where}status: expected one of {list(STATUSES)}, got "
-                             f"{data['status']!r}")
+                              f"{data['status']!r}")
     if data["message"] is not None and not isinstance(data["message"], str):
         raise CheckpointError(f"{where}message: expected a string or null, got "
-                             f"{data['message']!r}")
+                              f"{data['message']!r}")
     for key in ("options", "info"):
         if not isinstance(data[key], dict):
             raise CheckpointError(f"{where}{key}: expected an object, got "
-                                 f"{type(data[key]).__name__}")
+                                  f"{type(data[key]).__name__}")
     _check_seed(data["seed"], where, CheckpointError)
     _check_threads(data["threads"], where, CheckpointError)
     check_files(data, str(path))
@@ -152,13 +152,13 @@ class Run:
             status = _peek_status(path)
             if status == "complete":
                 raise CheckpointError(f"path: {path} holds a complete run already; choose "
-                                     "another folder")
+                                      "another folder")
             raise CheckpointError(f"path: {path} holds an incomplete run (status {status}); "
-                                 f"resume it (pylstm train TASK --resume {path}) or choose "
-                                 "another folder")
+                                  f"resume it (pylstm train TASK --resume {path}) or choose "
+                                  "another folder")
         if path.is_dir() and any(path.iterdir()):
             raise CheckpointError(f"path: {path} holds files but no {RUN_FILE}, so it is not "
-                                 "a run folder; choose an empty or a new folder")
+                                  "a run folder; choose an empty or a new folder")
         path.mkdir(parents=True, exist_ok=True)
         now = _now()
         manifest = {
@@ -180,7 +180,7 @@ class Run:
         file = path / RUN_FILE
         if not file.is_file():
             raise CheckpointError(f"path: expected a run folder, got {str(path)!r} (no "
-                                 f"{RUN_FILE})")
+                                  f"{RUN_FILE})")
         manifest = _check_manifest(read_json(file), file)
         manifest = recover_files(path, RUN_FILE, manifest)
         run = cls(path, manifest)
@@ -312,7 +312,7 @@ class Run:
             config = self.read_json(base + ".json")
             if not isinstance(config, dict):
                 raise CheckpointError(f"{self.file(base + '.json')}: expected a JSON object, "
-                                     f"got {type(config).__name__}")
+                                      f"got {type(config).__name__}")
         return tensors, config
 
     # ------------------------------------------------------------------ status

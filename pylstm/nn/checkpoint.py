@@ -156,12 +156,12 @@ def parse_json(raw: bytes, what: str) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"{what}: expected UTF-8 JSON, got a non-UTF-8 byte at position "
-                             f"{exc.start}") from None
+                              f"{exc.start}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{what}: invalid JSON at line {exc.lineno} column {exc.colno} "
-                             f"(char {exc.pos} of {len(text)}): {exc.msg}") from None
+                              f"(char {exc.pos} of {len(text)}): {exc.msg}") from None
 
 
 def read_json(path: Path) -> Any:
@@ -184,7 +184,7 @@ def _check_entry(name: Any, entry: Any, where: str) -> None:
           and entry["size"] >= 0)
     if not ok:
         raise CheckpointError(f"{where}: files[{name!r}]: expected {{\"sha256\": 64 hex digits, "
-                             f"\"size\": integer >= 0}}, got {_short(entry)}")
+                              f"\"size\": integer >= 0}}, got {_short(entry)}")
 
 
 def check_files(manifest: Mapping[str, Any], where: str) -> None:
@@ -192,14 +192,14 @@ def check_files(manifest: Mapping[str, Any], where: str) -> None:
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise CheckpointError(f"{where}: files: expected an object of file digests, got "
-                             f"{_short(files)}")
+                              f"{_short(files)}")
     for name, entry in files.items():
         _check_entry(name, entry, where)
     pending = manifest.get("pending", [])
     if not isinstance(pending, list) or not all(isinstance(n, str) and n in files
                                                 for n in pending):
         raise CheckpointError(f"{where}: pending: expected a list of names in files, got "
-                             f"{_short(pending)}")
+                              f"{_short(pending)}")
 
 
 def commit_files(folder: Path, manifest_name: str, manifest: dict[str, Any],
@@ -275,7 +275,7 @@ def read_verified(folder: Path, name: str, files: Mapping[str, Any], manifest: s
     entry = files.get(name)
     if entry is None:
         raise CheckpointError(f"{manifest}: files: expected an entry for {name!r}, got none "
-                             f"(recorded: {sorted(files)})")
+                              f"(recorded: {sorted(files)})")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -340,7 +340,7 @@ def load_weights(path: str | os.PathLike[str], *, sha256: str | None = None
         actual = hashlib.sha256(raw).hexdigest()
         if actual != sha256:
             raise CheckpointError(f"{path}: sha256 mismatch: expected {sha256}, got {actual}: "
-                                 "the file is corrupt or was changed")
+                                  "the file is corrupt or was changed")
     return parse_tensors(raw, str(path))
 
 
@@ -438,25 +438,30 @@ def _check_model_tensors(model: Module, tensors: Mapping[str, np.ndarray], stric
         unexpected = sorted(set(tensors) - set(targets))
         if missing or unexpected:
             raise CheckpointError(f"{where}: expected the model's parameters, got missing "
-                                 f"{missing} and unexpected {unexpected}")
-    for name, arr in tensors.items():
-        if name in targets:
-            if arr.dtype.kind != "f":
-                raise DTypeError(f"{where}: {name}: expected a float array, got {arr.dtype}")
-            if arr.shape != targets[name].shape:
-                raise ShapeError(f"{where}: {name}: expected shape {list(targets[name].shape)}"
-                                 f", got {list(arr.shape)}")
+                                  f"{missing} and unexpected {unexpected}")
+    problems: list[str] = []
+    for name, target in targets.items():  # the model's order: the same message every time
+        arr = tensors.get(name)
+        if arr is None:
+            continue
+        if arr.dtype.kind != "f":
+            raise DTypeError(f"{where}: {name}: expected a float array, got {arr.dtype}")
+        if arr.shape != target.shape:
+            problems.append(f"{name}: expected shape {list(target.shape)}, got "
+                            f"{list(arr.shape)}")
+    if problems:
+        raise ShapeError(f"{where}: {'; '.join(problems)}")
 
 
 def _checked_rng_states(model: Module, states: Any, strict: bool, where: str
                         ) -> list[tuple[np.random.Generator, Any]]:
     if not isinstance(states, dict):
         raise CheckpointError(f"{where}: rng_states: expected an object of module names to "
-                             f"generator states, got {_short(states)}")
+                              f"generator states, got {_short(states)}")
     rngs = dict(model.named_rngs())
     if strict and set(states) != set(rngs):
         raise CheckpointError(f"{where}: rng_states: expected the generators of modules "
-                             f"{sorted(rngs)}, got {sorted(states)}")
+                              f"{sorted(rngs)}, got {sorted(states)}")
     out = []
     for name, state in states.items():
         if name not in rngs:
@@ -467,8 +472,8 @@ def _checked_rng_states(model: Module, states: Any, strict: bool, where: str
             trial.state = state
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: rng_states[{name!r}]: expected a "
-                                 f"{type(rng.bit_generator).__name__} state, got "
-                                 f"{_short(state)} ({exc})") from None
+                                  f"{type(rng.bit_generator).__name__} state, got "
+                                  f"{_short(state)} ({exc})") from None
         out.append((rng, state))
     return out
 
@@ -478,26 +483,26 @@ def _checked_optimizer_state(optimizer: Optimizer, saved: Any, arrays: Mapping[s
     if not isinstance(saved, dict) or set(saved) != {"class", "param_groups", "scalar_state",
                                                      "arrays"}:
         raise CheckpointError(f"{where}: optimizer: expected an object with class, "
-                             f"param_groups, scalar_state and arrays, got {_short(saved)}")
+                              f"param_groups, scalar_state and arrays, got {_short(saved)}")
     if saved["class"] != type(optimizer).__name__:
         raise CheckpointError(f"{where}: optimizer.class: expected {type(optimizer).__name__} "
-                             f"(the optimizer given), got {saved['class']!r}")
+                              f"(the optimizer given), got {saved['class']!r}")
     current = optimizer.state_dict()
     groups = saved["param_groups"]
     if not isinstance(groups, list) or len(groups) != len(current["param_groups"]):
         raise CheckpointError(f"{where}: optimizer.param_groups: expected a list of "
-                             f"{len(current['param_groups'])}, got {_short(groups)}")
+                              f"{len(current['param_groups'])}, got {_short(groups)}")
     for i, (group, live) in enumerate(zip(groups, current["param_groups"], strict=True)):
         if not isinstance(group, dict):
             raise CheckpointError(f"{where}: optimizer.param_groups[{i}]: expected an object, "
-                                 f"got {_short(group)}")
+                                  f"got {_short(group)}")
         for key, value in group.items():
             if key in live:
                 check_like(value, live[key], f"{where}: optimizer.param_groups[{i}].{key}")
     scalars = saved["scalar_state"]
     if not isinstance(scalars, dict) or not all(isinstance(v, dict) for v in scalars.values()):
         raise CheckpointError(f"{where}: optimizer.scalar_state: expected an object of "
-                             f"objects, got {_short(scalars)}")
+                              f"objects, got {_short(scalars)}")
     state: dict[str, dict[str, Any]] = {}
     for name, entry in scalars.items():
         for key, value in entry.items():
@@ -505,7 +510,7 @@ def _checked_optimizer_state(optimizer: Optimizer, saved: Any, arrays: Mapping[s
                     key == "step" and not isinstance(value, int)):
                 expected = "an integer" if key == "step" else "a number"
                 raise CheckpointError(f"{where}: optimizer.scalar_state[{name!r}].{key}: "
-                                     f"expected {expected}, got {_short(value)}")
+                                      f"expected {expected}, got {_short(value)}")
         state[name] = dict(entry)
     index = saved["arrays"]
     if not isinstance(index, list):
@@ -514,11 +519,11 @@ def _checked_optimizer_state(optimizer: Optimizer, saved: Any, arrays: Mapping[s
         if not (isinstance(item, list) and len(item) == 3 and all(isinstance(s, str)
                                                                   for s in item)):
             raise CheckpointError(f"{where}: optimizer.arrays: expected [name, key, tensor] "
-                                 f"string triples, got {_short(item)}")
+                                  f"string triples, got {_short(item)}")
         name, key, tkey = item
         if tkey not in arrays:
             raise CheckpointError(f"{where}: optimizer.arrays: tensor {tkey!r} is missing "
-                                 "from the optimizer's safetensors file")
+                                  "from the optimizer's safetensors file")
         state.setdefault(name, {})[key] = arrays[tkey]
     # Keys a schedule added to the live groups (``initial_lr``) are not optimiser options,
     # which load_state_dict refuses: restore_state sets them itself (checked above).
@@ -550,7 +555,7 @@ def restore_state(model: Module | None, model_tensors: Mapping[str, np.ndarray] 
                              f"{type(optimizer).__name__}")
         if "optimizer" not in meta:
             raise CheckpointError(f"{where}: optimizer: expected optimizer state, got none "
-                                 "(the checkpoint was saved without an optimizer)")
+                                  "(the checkpoint was saved without an optimizer)")
         opt_state = _checked_optimizer_state(optimizer, meta["optimizer"],
                                              optimizer_arrays or {}, where)
     sched_state = None
@@ -558,14 +563,14 @@ def restore_state(model: Module | None, model_tensors: Mapping[str, np.ndarray] 
         saved = meta.get("scheduler")
         if saved is None:
             raise CheckpointError(f"{where}: scheduler: expected schedule state, got none "
-                                 "(the checkpoint was saved without a schedule)")
+                                  "(the checkpoint was saved without a schedule)")
         if not isinstance(saved, dict) or set(saved) != {"class", "state"}:
             raise CheckpointError(f"{where}: scheduler: expected an object with class and "
-                                 f"state, got {_short(saved)}")
+                                  f"state, got {_short(saved)}")
         if saved["class"] != type(scheduler).__name__:
             raise CheckpointError(f"{where}: scheduler.class: expected "
-                                 f"{type(scheduler).__name__} (the schedule given), got "
-                                 f"{saved['class']!r}")
+                                  f"{type(scheduler).__name__} (the schedule given), got "
+                                  f"{saved['class']!r}")
         check_like(saved["state"], scheduler.state_dict(), f"{where}: scheduler.state")
         sched_state = saved["state"]
     # Assign: the optimiser validates its values itself before changing anything; should it
@@ -624,19 +629,19 @@ def _read_config(src: Path) -> dict[str, Any]:
     path = src / CONFIG
     if not path.is_file():
         raise CheckpointError(f"directory: expected a checkpoint folder, got {str(src)!r} (no "
-                             f"{CONFIG})")
+                              f"{CONFIG})")
     meta = read_json(path)
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: expected a JSON object, got {_short(meta)}")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format: expected {FORMAT!r}, got "
-                             f"{meta.get('format')!r}")
+                              f"{meta.get('format')!r}")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: version: expected {VERSION}, got {meta.get('version')!r}"
-                             " (version 1 checkpoints have no digests; save them again)")
+                              " (version 1 checkpoints have no digests; save them again)")
     if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{path}: config: expected an object, got "
-                             f"{_short(meta.get('config'))}")
+                              f"{_short(meta.get('config'))}")
     check_files(meta, str(path))
     return recover_files(src, CONFIG, meta, allow_nan=True)
 
