@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from pylstm.errors import LstmValueError
+
 DEFAULT_OPSET = 17
 MIN_OPSET = 14
 
@@ -204,11 +206,11 @@ def build_module_model(
     opset = DEFAULT_OPSET if opset is None else int(opset)
     max_opset = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= max_opset:
-        raise ValueError(f"opset: expected {MIN_OPSET}..{max_opset}, got {opset}")
+        raise LstmValueError(f"opset: expected {MIN_OPSET}..{max_opset}, got {opset}")
     if lstm_op is None:
         lstm_op = use_lstm_op(spec)
     if lstm_op and spec.proj_size > 0:
-        raise ValueError(
+        raise LstmValueError(
             "lstm_op=True: the ONNX LSTM operator has no projection (proj_size > 0); "
             "the projected LSTM is exported as a Scan graph instead"
         )

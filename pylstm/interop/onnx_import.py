@@ -28,6 +28,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from pylstm.errors import DTypeError, PylstmError
 from pylstm.interop import _graph
 
 __all__ = ["import_lstm", "OnnxImportError", "read_lstm_graph"]
@@ -44,7 +45,7 @@ _SHAPE_ONLY = {"Shape", "Size"}
 _DEFAULT_ACTIVATIONS = ("sigmoid", "tanh", "tanh")
 
 
-class OnnxImportError(ValueError):
+class OnnxImportError(PylstmError, ValueError):
     """The graph cannot be mapped onto ``pylstm.LSTM``; ``nodes`` lists what was not mapped."""
 
     def __init__(self, message: str, nodes: Iterable[str] = ()) -> None:
@@ -148,7 +149,7 @@ def _load(path_or_model: Any) -> Any:
         return onnx.load(os.fspath(path_or_model))
     if hasattr(path_or_model, "read"):
         return onnx.load(path_or_model)
-    raise TypeError(
+    raise DTypeError(
         "path_or_model: expected a path, bytes, a file object or an onnx.ModelProto, "
         f"got {type(path_or_model).__name__}"
     )
