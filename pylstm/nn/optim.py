@@ -222,7 +222,7 @@ class Optimizer:
                     f"state_dict: param_groups[{i}] names {list(saved['params'])} differ from "
                     f"the optimiser's {names}"
                 )
-            unknown = set(saved) - set(self.defaults) - {"params"}
+            unknown = set(saved) - set(self.defaults) - set(group) - {"params"}
             if unknown:
                 raise LstmValueError(f"state_dict: param_groups[{i}]: unknown options "
                                      f"{sorted(unknown)}")
