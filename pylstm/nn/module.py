@@ -294,7 +294,6 @@ class Module:
             raise ShapeError(f"state_dict: {'; '.join(problems)}")
         for name, arr in arrays.items():
             np.copyto(targets[name].data, arr, casting="unsafe")
-        self.zero_grad()
         self.mark_updated()
 
     # ----------------------------------------------------------------- compute

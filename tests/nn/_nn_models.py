@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+import pylstm
 from pylstm import nn
 
 
@@ -19,21 +20,10 @@ class Tagger(nn.Module):
         self.norm = nn.LayerNorm(dim, dtype=dtype)
         self.out = nn.Linear(dim, classes, dtype=dtype, seed=rng)
 
-    def forward(self, ids, mask=None, requires_grad=False):
-        rg = requires_grad
-        e, t1 = self.embed.forward(ids, requires_grad=rg)
-        e, t2 = self.drop.forward(e, requires_grad=rg)
-        (ctx, _), t3 = self.attn.forward(e, e, mask=mask, requires_grad=rg)
-        h, t4 = self.norm.forward(ctx + e, requires_grad=rg)
-        y, t5 = self.out.forward(h, requires_grad=rg)
-        return y, ((t1, t2, t3, t4, t5) if rg else None)
-
-    def backward(self, tape, dy):
-        t1, t2, t3, t4, t5 = tape
-        dh = self.norm.backward(t4, self.out.backward(t5, dy))
-        dq, dk, _ = self.attn.backward(t3, dh)
-        de = self.drop.backward(t2, dh + dq + dk)
-        self.embed.backward(t1, de)
+    def forward(self, ids, mask=None):
+        e = self.drop(self.embed(ids))
+        ctx, _ = self.attn(e, e, mask=mask)
+        return self.out(self.norm(ctx + e))
 
 
 def batch(seed=0, b=3, t=5, vocab=11, classes=4):
@@ -52,12 +42,12 @@ def train(model, opt, steps, sched=None, seed=0, clip=1.0):
     for s in range(steps):
         ids, mask, target = batch(seed + s)
         model.zero_grad()
-        logits, tape = model.forward(ids, mask, requires_grad=True)
-        value, ltape = loss_fn.forward(logits, target, requires_grad=True)
-        model.backward(tape, loss_fn.backward(ltape))
+        with pylstm.record():
+            value = loss_fn(model(ids, mask), target)
+        value.backward()
         nn.clip_grad_norm_(model, clip)
         opt.step()
         if sched is not None:
             sched.step()
-        losses.append(value)
+        losses.append(value.item())
     return losses

@@ -64,14 +64,14 @@ def test_attention_values_default_to_keys(score):
 def test_attention_mask_and_weights():
     attn, _ = _make("dot")
     q, k, v = _rand((B, TQ, DQ), 0), _rand((B, TK, DK), 1), _rand((B, TK, DV), 2)
-    (ctx, w), _ = attn.forward(q, k, v, mask=MASK)
+    ctx, w = attn.forward(q, k, v, mask=MASK)
     np.testing.assert_allclose(w.sum(-1), 1.0)
     assert not w[0, :, 2].any() and not w[1, :, [0, 3]].any()
     # masked keys have no influence at all
     k2, v2 = k.copy(), v.copy()
     k2[0, 2] += 100.0
     v2[1, 0] -= 50.0
-    (ctx2, w2), _ = attn.forward(q, k2, v2, mask=MASK)
+    ctx2, w2 = attn.forward(q, k2, v2, mask=MASK)
     np.testing.assert_allclose(ctx2, ctx, rtol=1e-12)
     # reference: plain softmax over the valid keys
     s = q[0] @ k[0, [0, 1, 3]].T
