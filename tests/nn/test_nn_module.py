@@ -12,6 +12,11 @@ from pylstm import nn
 F64 = np.float64
 
 
+def _grads(module):
+    """``(name, grad)`` of every parameter."""
+    return [(n, p.grad) for n, p in module.named_parameters()]
+
+
 class Block(nn.Module):
     def __init__(self, seed):
         super().__init__()
@@ -41,7 +46,7 @@ def test_dotted_names_and_counts():
         "encoder.scale", "encoder.proj.weight", "encoder.proj.bias", "encoder.norm.weight",
         "encoder.norm.bias", "head.0.weight", "head.0.bias", "head.1.weight", "head.1.bias",
     ]
-    assert [n for n, _ in ((n, p.grad) for n, p in m.named_parameters())] == names
+    assert [n for n, _ in _grads(m)] == names
     assert m.num_parameters() == 1 + 12 + 4 + 4 + 4 + 8 + 2 + 2 + 1
     assert dict(m.named_parameters())["head.0.weight"] is m.head[0].weight
     assert [n for n, _ in m.named_modules()] == [
@@ -64,11 +69,11 @@ def test_zero_grad_train_eval_recursive():
     with pylstm.record():
         y = m(x)
     y.sum().backward()
-    grads = dict(((n, p.grad) for n, p in m.named_parameters()))
+    grads = dict(_grads(m))
     assert any(g.any() for g in grads.values())
     m.zero_grad()
-    assert not any(g.any() for g in dict(((n, p.grad) for n, p in m.named_parameters())).values())
-    assert all(g is grads[n] for n, g in ((n, p.grad) for n, p in m.named_parameters()))  # zeroed in place
+    assert not any(g.any() for g in dict(_grads(m)).values())
+    assert all(g is grads[n] for n, g in _grads(m))  # zeroed in place
     assert m.eval() is m
     assert not any(mod.training for _, mod in m.named_modules())
     m.train()

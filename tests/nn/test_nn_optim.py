@@ -12,6 +12,11 @@ from pylstm import nn
 GRADS = [0.5, -1.0, 0.25]  # gradient of the single parameter at steps 1, 2, 3
 
 
+def _grads(module):
+    """``(name, grad)`` of every parameter."""
+    return [(n, p.grad) for n, p in module.named_parameters()]
+
+
 def _run(make_opt, grads=GRADS, p0=1.0):
     p = np.array([p0])
     g = np.zeros(1)
@@ -108,7 +113,7 @@ def test_optimizers_match_torch(name, kwargs, dtype):
     topt = getattr(torch.optim, name)(tparams, **kwargs)
     opt = getattr(nn, name)(layer, **kwargs)
     for _ in range(5):
-        for (_, g), tp in zip(((n, p.grad) for n, p in layer.named_parameters()), tparams, strict=True):
+        for (_, g), tp in zip(_grads(layer), tparams, strict=True):
             g[...] = rng.standard_normal(g.shape).astype(dtype)
             tp.grad = torch.tensor(g.copy())
         opt.step()
@@ -151,7 +156,7 @@ def test_optimizer_state_dict_round_trip():
     b = nn.Linear(3, 2, dtype=np.float64, seed=0)
     oa, ob = nn.Adam(a, lr=0.1), nn.Adam(b, lr=0.1)
     for m in (a, b):
-        for _, g in ((n, p.grad) for n, p in m.named_parameters()):
+        for _, g in _grads(m):
             g[...] = 0.3
     oa.step()
     ob.load_state_dict(oa.state_dict())
@@ -205,7 +210,7 @@ def test_clip_grad_norm_matches_torch(norm_type):
     layer = nn.Linear(5, 4, dtype=np.float64, seed=0)
     rng = np.random.default_rng(1)
     tps = []
-    for _, g in ((n, p.grad) for n, p in layer.named_parameters()):
+    for _, g in _grads(layer):
         g[...] = rng.standard_normal(g.shape)
         t = torch.zeros(g.shape, dtype=torch.float64, requires_grad=True)
         t.grad = torch.tensor(g.copy())
@@ -213,7 +218,7 @@ def test_clip_grad_norm_matches_torch(norm_type):
     total = nn.clip_grad_norm_(layer, 0.7, norm_type=norm_type)
     ttotal = torch.nn.utils.clip_grad_norm_(tps, 0.7, norm_type=norm_type)
     assert total == pytest.approx(ttotal.item(), rel=1e-12)
-    for (_, g), t in zip(((n, p.grad) for n, p in layer.named_parameters()), tps, strict=True):
+    for (_, g), t in zip(_grads(layer), tps, strict=True):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12)
 
 
@@ -222,11 +227,11 @@ def test_clip_grad_norm_errors_and_optimizer_input():
     with pytest.raises(ValueError, match="non-finite"):
         nn.clip_grad_norm_([g], 1.0, error_if_nonfinite=True)
     layer = nn.Linear(2, 2, dtype=np.float64, seed=0)
-    for _, gg in ((n, p.grad) for n, p in layer.named_parameters()):
+    for _, gg in _grads(layer):
         gg[...] = 10.0
     opt = nn.SGD(layer, lr=0.1)
     nn.clip_grad_norm_(opt, 1.0)
-    norm = math.sqrt(sum(float(np.sum(gg**2)) for _, gg in ((n, p.grad) for n, p in layer.named_parameters())))
+    norm = math.sqrt(sum(float(np.sum(gg**2)) for _, gg in _grads(layer)))
     assert norm == pytest.approx(1.0, rel=1e-5)
     with pytest.raises(ValueError, match="max_norm: expected >= 0"):
         nn.clip_grad_norm_(layer, -1.0)
