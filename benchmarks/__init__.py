@@ -1,6 +1,6 @@
-"""pylstm's benchmark suite: the engine against onnxruntime's and PyTorch's CPU LSTMs.
+"""Benchmark tools run from a checkout.
 
-Run it as ``python -m benchmarks.run``, ``python benchmarks/run.py`` or ``pylstm bench``
-(``pylstm.bench.main``). Only numpy and pylstm are required; onnxruntime (with onnx) and
-torch are optional anchors, and rows whose anchor is missing say so.
+The suite itself is :mod:`pylstm.bench` (``pylstm bench``; ``python -m benchmarks.run`` calls
+it and keeps the results in ``benchmarks/results``). Here too: ``gpu_check.py`` (the CUDA path
+of the onnxruntime backend) and ``recorder_overhead.py`` (what recording costs per layer call).
 """

@@ -65,6 +65,18 @@ __all__ = [
     "use_backend",
 ]
 
+
+def __getattr__(name: str) -> object:
+    # ``pylstm.load(run_dir)`` (the trained run's predictor) lives with the plugins, which sit
+    # above the engine: import them on first use so ``import pylstm`` never does.
+    if name == "load":
+        from pylstm.plugins import load
+
+        globals()["load"] = load
+        return load
+    raise AttributeError(f"module 'pylstm' has no attribute {name!r}")
+
+
 runtime_hooks = __import__("pylstm.runtime", fromlist=["_install_process_hooks"])
 runtime_hooks._install_process_hooks()
 del runtime_hooks

@@ -16,7 +16,9 @@ are found through the ``pylstm`` entry-point group::
         register(MyTask())
 
 Every hook receives a callback or a registry rather than returning values, as in simonw/llm,
-so one implementation may register any number of things.
+so one implementation may register any number of things. A plugin whose import or hooks fail
+is set aside with the reason (:func:`pylstm.plugins.plugin_errors`); it never breaks the
+others, and the built-in backends never wait on plugins.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ def register_tasks(register: Callable[[Any], None]) -> None:
     """Register tasks, e.g. ``register(ForecastingTask())``.
 
     A task is an object following :class:`pylstm.plugins.Task` (``name``, ``description``,
-    ``add_arguments``, ``train``, ``evaluate``, ``predict``, ``export_onnx``). Task names must be
-    unique across all loaded plugins; a duplicate raises :class:`pylstm.plugins.PluginError`.
+    the ``Options`` and ``PredictOptions`` dataclasses, ``train``, ``load``, ``evaluate``,
+    ``predict``, ``export_onnx``). Task names are unique across the loaded plugins: an invalid
+    task or a second one with a taken name is left out and reported by
+    :func:`pylstm.plugins.plugin_errors`, naming the plugin.
     """
 
 
@@ -59,7 +63,8 @@ def register_commands(cli: Any) -> None:
             p.set_defaults(func=lambda args: print(f"hello {args.name}"))
 
     Raise :class:`pylstm.plugins.TaskError` for a user error: the CLI prints it as one line
-    on stderr and exits with status 1.
+    on stderr and exits with status 1. The command should be a thin layer over objects an
+    application can use too (as ``pylstm predict`` is over :func:`pylstm.load`).
     """
 
 
@@ -69,5 +74,7 @@ def register_backends(register: Callable[[Any], None]) -> None:
 
     A backend has ``name: str``, ``available() -> bool``, ``devices() -> list[str]``,
     ``lstm(**onnx_args)`` and ``run_module(module, x, hx, lengths)``; see
-    ``docs/ARCHITECTURE.md`` ("Backends") for the contract.
+    ``docs/ARCHITECTURE.md`` ("Backends") for the contract. A plugin's backends are looked up
+    only for names that are not built in (``rust``, ``onnxruntime``), which a plugin cannot
+    replace.
     """

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
+import textwrap
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +22,7 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 CPU = ["CPUExecutionProvider"]
-# the module, not the function ``pylstm.backends()`` that shadows it as an attribute of pylstm
-B = importlib.import_module("pylstm.backends")
+import pylstm.backends as B  # noqa: E402  (the subpackage: the listing is pylstm.list_backends)
 
 
 @pytest.fixture(autouse=True)
@@ -145,9 +147,13 @@ def random_lstm_args(rng, all_attributes=True):
         if rng.random() < 0.4:
             args["P"] = f32(D, 3 * H)
         if rng.random() < 0.4:
-            args["activations"] = [str(a) for a in rng.choice(_ACTS, size=3 * D)]
-            args["activation_alpha"] = [float(v) for v in rng.uniform(0.1, 1.0, size=3 * D)]
-            args["activation_beta"] = [float(v) for v in rng.uniform(0.1, 1.0, size=3 * D)]
+            acts = [str(a) for a in rng.choice(_ACTS, size=3 * D)]
+            n_alpha = sum("a" in _TAKES.get(a.lower(), "") for a in acts)
+            n_beta = sum("b" in _TAKES.get(a.lower(), "") for a in acts)
+            args["activations"] = acts
+            # one value per activation that takes it (more is an error)
+            args["activation_alpha"] = [float(v) for v in rng.uniform(0.1, 1.0, size=n_alpha)]
+            args["activation_beta"] = [float(v) for v in rng.uniform(0.1, 1.0, size=n_beta)]
         if rng.random() < 0.3:
             args["clip"] = float(rng.uniform(0.5, 3))
         if rng.random() < 0.3:
@@ -181,7 +187,7 @@ def maxdiff(a, b):
 def test_importing_pylstm_does_not_import_onnxruntime():
     code = (
         "import sys, pylstm, pylstm.backends, pylstm.interop\n"
-        "from pylstm.backends import get_backend, backends\n"
+        "from pylstm.backends import get_backend, list_backends\n"
         "assert get_backend().name == 'rust'\n"
         "assert get_backend('onnxruntime').available()\n"
         "assert 'onnxruntime' not in sys.modules, 'onnxruntime imported'\n"
@@ -191,7 +197,7 @@ def test_importing_pylstm_does_not_import_onnxruntime():
 
 
 def test_backends_lists_builtins_with_providers():
-    infos = {b.name: b for b in B.backends()}
+    infos = {b.name: b for b in B.list_backends()}
     assert {"rust", "onnxruntime"} <= set(infos)
     o = infos["onnxruntime"]
     assert o.available
@@ -248,8 +254,151 @@ def test_unknown_backend_is_a_backend_error(monkeypatch):
     monkeypatch.setenv(B.ENV_VAR, "nope")
     with pytest.raises(pylstm.BackendError, match="nope"):
         B.get_backend()
+    monkeypatch.delenv(B.ENV_VAR)
     with pytest.raises(pylstm.BackendError, match="takes no execution providers"):
         B.get_backend("rust", providers=["CUDAExecutionProvider"])
+    with pytest.raises(pylstm.BackendError, match="expected a backend name, got ''"):
+        B.get_backend("")
+    with pytest.raises(pylstm.BackendError, match="backend: expected a backend name or an "
+                       "object.*int 5"):
+        B.get_backend(5)
+    with pytest.raises(pylstm.BackendError, match="providers: expected a list"):
+        B.get_backend("onnxruntime", providers=[1, 2])
+    assert issubclass(pylstm.BackendError, pylstm.PylstmError)
+
+
+def test_pylstm_backends_is_the_subpackage():
+    import pylstm.backends as backends_module
+
+    assert backends_module is sys.modules["pylstm.backends"] is pylstm.backends
+    assert pylstm.list_backends is B.list_backends
+    assert not hasattr(B, "backends")  # the old name of the listing is gone
+    rows = pylstm.list_backends()
+    assert all(isinstance(r, B.BackendInfo) for r in rows)
+    assert {"rust", "onnxruntime"} <= {r.name for r in rows}
+
+
+def test_builtin_backends_never_load_plugins():
+    """Computing on the built-in backends imports no plugin manager and no entry point."""
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import pylstm
+        from pylstm import functional as F
+        X = np.ones((3, 2, 4), np.float32)
+        W = np.full((1, 8, 4), 0.1, np.float32)
+        R = np.full((1, 8, 2), 0.1, np.float32)
+        a = F.lstm(X, W, R, backend="onnxruntime")
+        b = F.lstm(X, W, R)
+        with pylstm.use_backend("onnxruntime:cpu"):
+            pylstm.LSTM(4, 2, seed=0)(X)
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
+        loaded = sorted(m for m in sys.modules
+                        if m.startswith(("pylstm.plugins", "pylstm_forecasting",
+                                         "pylstm_plugin_example")))
+        assert not loaded, loaded
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _throwaway_distribution(root: Path, name: str, module_source: str,
+                            entry_points: str) -> Path:
+    """Install distribution ``name`` (one module ``<name>_mod``) into ``root`` by hand: a
+    ``.dist-info`` folder with METADATA and entry_points.txt, as pip would write it."""
+    module = name.replace("-", "_") + "_mod"
+    (root / f"{module}.py").write_text(textwrap.dedent(module_source))
+    info = root / f"{name.replace('-', '_')}-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent(entry_points).format(module=module))
+    return root
+
+
+BROKEN_PLUGIN = """
+    raise RuntimeError("this plugin is broken on purpose")
+"""
+
+
+def test_a_plugin_that_raises_on_import_never_breaks_builtin_backends(tmp_path):
+    site = _throwaway_distribution(tmp_path, "broken-pylstm-plugin", BROKEN_PLUGIN,
+                                   "[pylstm]\nbroken = {module}\n")
+    code = textwrap.dedent("""
+        import numpy as np
+        import pytest
+        import pylstm
+        from pylstm import functional as F
+        X = np.ones((3, 2, 4), np.float32)
+        W = np.full((1, 8, 4), 0.1, np.float32)
+        R = np.full((1, 8, 2), 0.1, np.float32)
+        y = F.lstm(X, W, R, backend="onnxruntime")[0]
+        np.testing.assert_allclose(y, F.lstm(X, W, R)[0], rtol=1e-5, atol=1e-6)
+        assert pylstm.get_backend("onnxruntime").name == "onnxruntime"
+        # a name that is not built in loads the plugins: the error names the broken one
+        with pytest.raises(pylstm.BackendError,
+                           match="unknown backend 'gpu9'.*'broken-pylstm-plugin' failed to "
+                                 "load.*RuntimeError: this plugin is broken on purpose"):
+            pylstm.get_backend("gpu9")
+        rows = {r.name: r for r in pylstm.list_backends()}
+        assert rows["onnxruntime"].available and rows["rust"].available
+        assert not rows["broken-pylstm-plugin"].available
+        assert "broken on purpose" in rows["broken-pylstm-plugin"].error
+        # and the built-ins still run after the plugins were loaded
+        y2 = F.lstm(X, W, R, backend="onnxruntime")[0]
+        np.testing.assert_array_equal(y, y2)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get(
+        "PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_plugin_backend_that_fails_to_register_is_named(tmp_path, monkeypatch):
+    source = """
+        from pylstm.hookspecs import hookimpl
+
+        class Half:
+            name = "half"  # no available/devices/lstm/run_module
+
+        @hookimpl
+        def register_backends(register):
+            register(Half())
+    """
+    site = _throwaway_distribution(tmp_path, "half-backend", source,
+                                   "[pylstm]\nhalf = {module}\n")
+    from pylstm import plugins
+
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    plugins.reset_plugins()
+    try:
+        with pytest.raises(pylstm.BackendError, match="'half-backend'.*lacks available"):
+            B.get_backend("half")
+        assert B.get_backend("onnxruntime").name == "onnxruntime"
+    finally:
+        monkeypatch.undo()
+        plugins.reset_plugins()
+
+
+def test_a_plugin_cannot_replace_a_builtin_backend(tmp_path):
+    class FakeRust(EchoBackend):
+        name = "rust"
+
+    class Plugin:
+        @hookimpl
+        def register_backends(self, register):
+            register(FakeRust())
+
+    from pylstm import plugins
+
+    pm = plugins.get_plugin_manager()
+    pm.register(Plugin(), name="fake-rust")
+    try:
+        with pytest.warns(RuntimeWarning, match="'rust' registered twice"):
+            rows = B.list_backends()
+        assert [r.plugin for r in rows if r.name == "rust"] == ["pylstm.backends.rust_backend"]
+        assert type(B.get_backend("rust")).__name__ == "RustBackend"
+    finally:
+        pm.unregister(name="fake-rust")
 
 
 class EchoBackend:
@@ -299,7 +448,7 @@ def echo_plugin():
 
 
 def test_plugin_backend_appears_and_runs(echo_plugin):
-    infos = {b.name: b for b in B.backends()}
+    infos = {b.name: b for b in B.list_backends()}
     assert str(infos["echo"]) == "echo: echo-device"
     assert infos["echo"].plugin == "echo-plugin"
     assert B.get_backend("echo") is echo_plugin.backend
@@ -322,9 +471,9 @@ def test_plugin_backend_disappears_when_unregistered():
     pm = plugins.get_plugin_manager()
     plugin = EchoPlugin()
     pm.register(plugin, name="echo-plugin-2")
-    assert "echo" in {b.name for b in B.backends()}
+    assert "echo" in {b.name for b in B.list_backends()}
     pm.unregister(plugin)
-    assert "echo" not in {b.name for b in B.backends()}
+    assert "echo" not in {b.name for b in B.list_backends()}
 
 
 # ----------------------------------------------------------------------------- functional
@@ -546,8 +695,8 @@ def test_module_sessions_cached_and_invalidated(monkeypatch):
     assert len(built) == 3
     assert maxdiff([y], [torch_reference(m, x)[0]]) < 2e-5
     # in-place optimiser step + mark_updated -> new weights are used
-    for v in m.parameters.values():
-        v *= 0.5
+    for p in m.parameters():
+        p.data *= 0.5
     m.mark_updated()
     y, _ = be.run_module(m, x, None, None)
     assert len(built) == 4

@@ -10,10 +10,15 @@ A *backend* runs :func:`pylstm.functional.lstm` and the inference of :class:`pyl
     ``CUDAExecutionProvider`` when ``onnxruntime-gpu`` is installed and a CUDA device works,
     otherwise the CPU provider.
 
-Backends are registered through pluggy: a plugin implements the ``register_backends(register)``
-hook (:mod:`pylstm.hookspecs`) and calls ``register(backend)`` with an object following
-:class:`Backend`. The built-in backends are plugins too (``pylstm.backends.rust_backend`` and
-``pylstm.backends.onnxruntime_backend``).
+Where backends come from:
+
+* the built-ins (:data:`BUILTIN_BACKEND_MODULES`) implement the same ``register_backends``
+  hook as any plugin, but are resolved by calling that hook function directly: computing never
+  loads the plugin manager, so a broken third-party plugin cannot break the engine;
+* third-party backends come from plugins (``register_backends(register)`` in
+  :mod:`pylstm.hookspecs`); the plugin manager (:mod:`pylstm.plugins`) is consulted only when
+  a name is not built in, or when listing everything (:func:`list_backends`). A plugin that
+  fails to load is named in the :class:`~pylstm.BackendError` for an unknown name.
 
 Selecting a backend, from the strongest to the weakest (:func:`get_backend`):
 
@@ -33,29 +38,32 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib
 import os
 import threading
-import types
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from pylstm.errors import BackendError
+
 __all__ = [
     "Backend",
     "BackendInfo",
     "BackendError",
-    "backend_error",
-    "ENV_VAR",
+    "BUILTIN_BACKEND_MODULES",
     "DEFAULT_BACKEND",
-    "backends",
+    "ENV_VAR",
+    "backend_error",
+    "current_selection",
     "get_backend",
+    "list_backends",
+    "parse_selection",
     "set_backend",
     "use_backend",
-    "current_selection",
-    "parse_selection",
 ]
 
 ENV_VAR = "PYLSTM_BACKEND"
@@ -63,6 +71,14 @@ ENV_VAR = "PYLSTM_BACKEND"
 
 DEFAULT_BACKEND = "rust"
 """The backend used when nothing else selects one."""
+
+BUILTIN_BACKEND_MODULES: tuple[str, ...] = (
+    "pylstm.backends.rust_backend",
+    "pylstm.backends.onnxruntime_backend",
+)
+"""Modules of the built-in backends; each implements the ``register_backends`` hook."""
+
+_REQUIRED = ("name", "available", "devices", "lstm", "run_module")
 
 _PROVIDER_ALIASES = {
     "cuda": "CUDAExecutionProvider",
@@ -75,33 +91,9 @@ _PROVIDER_ALIASES = {
 }
 
 
-class _FallbackBackendError(RuntimeError):
-    """Stand-in for :class:`pylstm.BackendError` while the engine package is not importable."""
-
-
-def _backend_error_class() -> type[RuntimeError]:
-    """Return :class:`pylstm.BackendError` (looked up lazily: ``pylstm`` imports this module)."""
-    try:
-        import pylstm
-
-        cls = getattr(pylstm, "BackendError", None)
-    except Exception:  # pragma: no cover - only while the engine is being built
-        cls = None
-    if isinstance(cls, type) and issubclass(cls, RuntimeError):
-        return cls
-    return _FallbackBackendError
-
-
-def backend_error(message: str) -> RuntimeError:
-    """Build a :class:`pylstm.BackendError` with ``message`` (``raise backend_error("...")``)."""
-    return _backend_error_class()(message)
-
-
-def __getattr__(name: str) -> Any:
-    # ``from pylstm.backends import BackendError`` gives the engine's exception class
-    if name == "BackendError":
-        return _backend_error_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def backend_error(message: str) -> BackendError:
+    """A :class:`pylstm.BackendError` with ``message`` (kept for the backend modules)."""
+    return BackendError(message)
 
 
 @runtime_checkable
@@ -110,7 +102,7 @@ class Backend(Protocol):
 
     Optional: ``with_providers(providers) -> Backend`` returns the same backend bound to a list
     of execution providers / devices (used by :func:`set_backend` and :func:`use_backend` when
-    ``providers`` is given).
+    ``providers`` is given), and ``unavailable_reason() -> str``.
     """
 
     name: str
@@ -136,7 +128,12 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class BackendInfo:
-    """One row of :func:`backends`."""
+    """One row of :func:`list_backends`.
+
+    ``plugin`` is the plugin that registered the backend (the module name for built-ins). A
+    plugin that failed to load gets a row of its own: ``name`` and ``plugin`` are the plugin's
+    name, ``available`` is False and ``error`` says why.
+    """
 
     name: str
     available: bool
@@ -170,11 +167,10 @@ def _normalise_providers(providers: Sequence[str] | str | None) -> tuple[str, ..
         return None
     if isinstance(providers, str):
         providers = [p for p in providers.split(",") if p.strip()]
-    out = []
-    for p in providers:
-        p = str(p).strip()
-        out.append(_PROVIDER_ALIASES.get(p.lower(), p))
-    return tuple(out)
+    if not isinstance(providers, Sequence) or not all(isinstance(p, str) for p in providers):
+        raise BackendError(f"providers: expected a list of execution provider names, got "
+                           f"{providers!r}")
+    return tuple(_PROVIDER_ALIASES.get(p.strip().lower(), p.strip()) for p in providers)
 
 
 def parse_selection(
@@ -182,11 +178,11 @@ def parse_selection(
 ) -> tuple[str, tuple[str, ...] | None]:
     """Split ``"name:prov1,prov2"`` into ``(name, providers)``; ``providers`` overrides."""
     if not isinstance(spec, str):
-        return spec.name, _normalise_providers(providers)
+        return _check_object(spec).name, _normalise_providers(providers)
     name, _, provs = spec.strip().partition(":")
     name = name.strip().lower()
     if not name:
-        raise ValueError(f"backend: expected a backend name, got {spec!r}")
+        raise BackendError(f"backend: expected a backend name, got {spec!r}")
     if providers is None and provs:
         providers = provs
     return name, _normalise_providers(providers)
@@ -204,7 +200,7 @@ def set_backend(name: str | None, providers: Sequence[str] | str | None = None) 
             _global_selection = None
         return
     bname, provs = parse_selection(name, providers)
-    _lookup(bname)  # fail early on a misspelt name
+    _configure(_lookup(bname), provs)  # fail early on a misspelt name or bad providers
     with _lock:
         _global_selection = _Selection(bname, provs)
 
@@ -246,39 +242,45 @@ def current_selection() -> tuple[str, tuple[str, ...] | None, str]:
 def get_backend(
     name: str | Backend | None = None, providers: Sequence[str] | str | None = None
 ) -> Backend:
-    """Resolve the backend to use.
+    """Resolve the backend to use: the one place where a backend is chosen.
 
     Order: explicit ``name`` (``"onnxruntime"``, ``"onnxruntime:cpu"`` or a backend object),
     then the :func:`use_backend` context, then :func:`set_backend`, then ``PYLSTM_BACKEND``,
-    then ``"rust"``. Raises ``pylstm.BackendError`` for an unknown name.
+    then ``"rust"``. Raises ``pylstm.BackendError`` for an unknown name (naming any plugin
+    that failed to load).
     """
     if name is not None and not isinstance(name, str):
-        return _configure(name, _normalise_providers(providers)) if providers else name
+        backend = _check_object(name)
+        return _configure(backend, _normalise_providers(providers)) if providers else backend
     if name is not None:
         bname, provs = parse_selection(name, providers)
     else:
         bname, provs, _ = current_selection()
         if providers is not None:
             provs = _normalise_providers(providers)
-    if bname == DEFAULT_BACKEND and not provs:
-        # The built-in engine always wins its name (built-ins register first), so the common
-        # case skips the plugin registry: this runs on every forward call.
-        return _RUST
     return _configure(_lookup(bname), provs)
 
 
-def backends() -> list[BackendInfo]:
-    """Every registered backend with its availability and devices / execution providers."""
-    out = []
-    for name, (backend, plugin) in sorted(_registry().items()):
+def list_backends() -> list[BackendInfo]:
+    """Every backend (built in and from plugins) with its availability and devices.
+
+    Loads the plugins; one that fails to load is listed as an unavailable row with the reason,
+    never raised.
+    """
+    rows: list[BackendInfo] = []
+    plugin_backends, failures = _plugin_backends()
+    for name, (backend, plugin) in sorted({**plugin_backends, **_builtins()}.items()):
         try:
             ok = bool(backend.available())
             err = "" if ok else _unavailable_reason(backend)
             devs = list(backend.devices()) if ok else []
         except Exception as exc:  # a broken plugin must not break the listing
             ok, devs, err = False, [], f"{type(exc).__name__}: {exc}"
-        out.append(BackendInfo(name=name, available=ok, devices=devs, plugin=plugin, error=err))
-    return out
+        rows.append(BackendInfo(name=name, available=ok, devices=devs, plugin=plugin, error=err))
+    for plugin, message in sorted(failures.items()):
+        rows.append(BackendInfo(name=plugin, available=False, plugin=plugin,
+                                error=f"plugin failed to load: {message}"))
+    return rows
 
 
 def _unavailable_reason(backend: Any) -> str:
@@ -286,9 +288,18 @@ def _unavailable_reason(backend: Any) -> str:
     if callable(reason):
         try:
             return str(reason())
-        except Exception as exc:  # pragma: no cover
+        except Exception as exc:  # pragma: no cover - a plugin's own bug
             return f"{type(exc).__name__}: {exc}"
     return ""
+
+
+def _check_object(backend: Any) -> Backend:
+    missing = [a for a in _REQUIRED if not hasattr(backend, a)]
+    if missing:
+        raise BackendError(f"backend: expected a backend name or an object with "
+                           f"{', '.join(_REQUIRED)}; got {type(backend).__name__} {backend!r} "
+                           f"(lacks {', '.join(missing)})")
+    return backend
 
 
 def _configure(backend: Backend, providers: tuple[str, ...] | None) -> Backend:
@@ -296,7 +307,7 @@ def _configure(backend: Backend, providers: tuple[str, ...] | None) -> Backend:
         return backend
     with_providers = getattr(backend, "with_providers", None)
     if with_providers is None:
-        raise backend_error(
+        raise BackendError(
             f"backend {backend.name!r} takes no execution providers, got {list(providers)}"
         )
     return with_providers(list(providers))
@@ -304,100 +315,88 @@ def _configure(backend: Backend, providers: tuple[str, ...] | None) -> Backend:
 
 # --------------------------------------------------------------------------- registry
 
-_cache: dict[str, tuple[Backend, str]] | None = None
-_cache_key: Any = None
+def _collector(found: dict[str, tuple[Backend, str]], plugin: str,
+               taken: dict[str, tuple[Backend, str]]) -> Callable[[Any], None]:
+    """The ``register`` callback handed to one plugin's ``register_backends``."""
+
+    def register(backend: Any) -> None:
+        missing = [a for a in _REQUIRED if not hasattr(backend, a)]
+        if missing:
+            raise BackendError(f"register_backends: {backend!r} lacks {', '.join(missing)} "
+                               "(see pylstm.backends.Backend)")
+        name = str(backend.name).lower()
+        first = taken.get(name) or found.get(name)
+        if first is not None:
+            warnings.warn(f"backend {name!r} registered twice (plugins {first[1]!r} and "
+                          f"{plugin!r}); keeping the first", RuntimeWarning, stacklevel=2)
+            return
+        found[name] = (backend, plugin)
+
+    return register
 
 
-def _plugin_manager() -> Any:
-    """The pylstm plugin manager (``pylstm.plugins``), or a private one with the built-ins."""
-    plugins: types.ModuleType | None
-    try:
-        from pylstm import plugins
-    except ImportError:
-        plugins = None
-    if plugins is not None:
-        for attr in ("get_plugin_manager", "plugin_manager"):
-            fn = getattr(plugins, attr, None)
-            if callable(fn):
-                return fn()
-        pm = getattr(plugins, "pm", None)
-        if pm is not None:
-            return pm
-    return _private_plugin_manager()
+_builtin_cache: dict[str, tuple[Backend, str]] | None = None
 
 
-_private_pm: Any = None
-
-
-def _private_plugin_manager() -> Any:
-    global _private_pm
-    if _private_pm is None:
-        import pluggy
-
-        from pylstm import hookspecs
-        from pylstm.backends import onnxruntime_backend, rust_backend
-
-        pm = pluggy.PluginManager("pylstm")
-        pm.add_hookspecs(hookspecs)
-        pm.register(rust_backend, name="pylstm.backends.rust_backend")
-        pm.register(onnxruntime_backend, name="pylstm.backends.onnxruntime_backend")
-        _private_pm = pm
-    return _private_pm
-
-
-def _registry() -> dict[str, tuple[Backend, str]]:
-    """Collect backends from the ``register_backends`` hook; cached per set of plugins."""
-    global _cache, _cache_key
-    pm = _plugin_manager()
-    key = (id(pm), frozenset(id(p) for p in pm.get_plugins()))
+def _builtins() -> dict[str, tuple[Backend, str]]:
+    """The built-in backends, from their modules' ``register_backends`` (no plugin manager)."""
+    global _builtin_cache
+    cache = _builtin_cache
+    if cache is not None:
+        return cache
     with _lock:
-        if _cache is not None and key == _cache_key:
-            return _cache
+        if _builtin_cache is None:
+            found: dict[str, tuple[Backend, str]] = {}
+            for module_name in BUILTIN_BACKEND_MODULES:
+                module = importlib.import_module(module_name)
+                module.register_backends(register=_collector(found, module_name, {}))
+            _builtin_cache = found
+        return _builtin_cache
+
+
+_plugin_cache: tuple[Any, dict[str, tuple[Backend, str]], dict[str, str]] | None = None
+
+
+def _plugin_backends() -> tuple[dict[str, tuple[Backend, str]], dict[str, str]]:
+    """Backends registered by plugins that are not built in, and ``{plugin: error}`` of those
+    that failed to load or to register; cached per set of loaded plugins."""
+    global _plugin_cache
+    # The plugin manager sits above the engine; it is imported here, on demand only, so that
+    # resolving a built-in name never loads a plugin.
+    from pylstm import plugins
+
+    pm = plugins.get_plugin_manager()
+    key = (id(pm), frozenset(id(p) for p in pm.get_plugins()), len(plugins.failed_plugins()))
+    with _lock:
+        if _plugin_cache is not None and _plugin_cache[0] == key:
+            return _plugin_cache[1], _plugin_cache[2]
+        builtins = _builtins()
         found: dict[str, tuple[Backend, str]] = {}
-        current_plugin = [""]
-
-        def register(backend: Backend) -> None:
-            missing = [
-                a for a in ("name", "available", "devices", "lstm", "run_module")
-                if not hasattr(backend, a)
-            ]
-            if missing:
-                raise TypeError(
-                    f"register_backends: {backend!r} lacks {', '.join(missing)} "
-                    "(see pylstm.backends.Backend)"
-                )
-            name = str(backend.name).lower()
-            if name in found:
-                warnings.warn(
-                    f"backend {name!r} registered twice (plugins {found[name][1]!r} and "
-                    f"{current_plugin[0]!r}); keeping the first",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                return
-            found[name] = (backend, current_plugin[0])
-
-        # call each implementation separately (in registration order, so the built-ins listed
-        # first in DEFAULT_PLUGINS win a name clash) to know which plugin registered what
+        failures = plugins.failed_plugins()
+        # one implementation at a time (registration order: the first of a clash wins) so that
+        # each backend is known by the plugin that registered it
         for impl in pm.hook.register_backends.get_hookimpls():
-            current_plugin[0] = impl.plugin_name
-            impl.function(register=register)
-        _cache, _cache_key = found, key
-        return found
+            if impl.plugin_name in BUILTIN_BACKEND_MODULES:
+                continue
+            label = plugins.plugin_label(impl.plugin_name)
+            try:
+                impl.function(register=_collector(found, label, builtins))
+            except Exception as exc:
+                failures[label] = f"register_backends raised {type(exc).__name__}: {exc}"
+        _plugin_cache = (key, found, failures)
+        return found, failures
 
 
 def _lookup(name: str) -> Backend:
-    reg = _registry()
-    if name not in reg:
-        known = ", ".join(sorted(reg)) or "none"
-        raise backend_error(f"backend: unknown backend {name!r} (registered: {known})")
-    return reg[name][0]
-
-
-def _builtin_rust() -> Backend:
-    from pylstm.backends.rust_backend import RustBackend
-
-    return RustBackend()
-
-
-_RUST: Backend = _builtin_rust()
+    builtin = _builtins().get(name)
+    if builtin is not None:
+        return builtin[0]
+    found, failures = _plugin_backends()
+    if name in found:
+        return found[name][0]
+    known = ", ".join(sorted({*_builtins(), *found}))
+    message = f"backend: unknown backend {name!r} (registered: {known})"
+    if failures:
+        message += "; " + "; ".join(f"plugin {p!r} failed to load ({e})"
+                                    for p, e in sorted(failures.items()))
+    raise BackendError(message)

@@ -1,4 +1,4 @@
-"""The LSTM forecaster: feature scaling, network, quantile training loop, save/load.
+"""The LSTM forecaster's network and its configuration (feature scaling included).
 
 Features per time step of an input window ``raw[:, t] = (y_t, c_1t, ..., c_Ct)``:
 
@@ -10,33 +10,26 @@ Features per time step of an input window ``raw[:, t] = (y_t, c_1t, ..., c_Ct)``
 ``scale`` is the in-sample mean absolute seasonal difference (the MASE denominator), so the
 network's outputs, ``(y_{t+k} - y_last) / scale`` for ``k = 1..horizon`` and each quantile, are in
 "MASE units". The network is a multi-layer :class:`pylstm.nn.LSTM` whose last hidden state feeds a
-:class:`pylstm.nn.Linear` head with ``horizon * len(quantiles)`` outputs, trained with the pinball
-(:class:`pylstm.nn.QuantileLoss`) loss, Adam, gradient-norm clipping and a cosine schedule.
+:class:`pylstm.nn.Linear` head with ``horizon * len(quantiles)`` outputs.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from pylstm import nn
+from pylstm.errors import CheckpointError
 
-__all__ = ["ForecasterConfig", "Forecaster", "fit", "save", "load"]
-
-WEIGHTS = "model.safetensors"
-CONFIG = "forecaster.json"
+__all__ = ["ForecastNet", "ForecasterConfig"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ForecasterConfig:
-    """Everything needed to rebuild a trained forecaster (saved as ``forecaster.json``)."""
+    """Everything needed to rebuild a trained forecaster (the run's ``model.json``)."""
 
     window: int
     horizon: int
@@ -60,11 +53,75 @@ class ForecasterConfig:
         """Column of the 0.5 quantile (the point forecast)."""
         return int(np.argmin(np.abs(np.asarray(self.quantiles) - 0.5)))
 
+    def to_json(self) -> dict[str, Any]:
+        """The config as JSON data."""
+        return asdict(self)
 
-class Forecaster(nn.Module):
-    """Multi-layer LSTM encoder over the input window + linear multi-horizon quantile head."""
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> ForecasterConfig:
+        """Check every key's type and range before building (errors name ``source``, the key,
+        the expected and the actual value): a config that loads is one the network can use."""
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{source}: expected a JSON object, got "
+                                  f"{type(data).__name__}")
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in data]
+        unknown = sorted(set(data) - set(names))
+        if missing or unknown:
+            raise CheckpointError(f"{source}: expected the keys {', '.join(names)}; missing "
+                                  f"{missing or 'none'}, unknown {unknown or 'none'}")
 
-    def __init__(self, cfg: ForecasterConfig, seed: int | None = 0) -> None:
+        def bad(key: str, expected: str) -> CheckpointError:
+            value = data[key]
+            return CheckpointError(f"{source}: {key}: expected {expected}, got "
+                                   f"{type(value).__name__} {value!r}")
+
+        def integer(key: str, minimum: int) -> int:
+            v = data[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                raise bad(key, f"an integer >= {minimum}")
+            return v
+
+        def number(key: str, ok: Any, what: str) -> float:
+            v = data[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+                    math.isfinite(v) and ok(v)):
+                raise bad(key, what)
+            return float(v)
+
+        def numbers(key: str, length: int, ok: Any, what: str) -> list[float]:
+            v = data[key]
+            if not isinstance(v, list) or len(v) != length or not all(
+                    not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
+                    and ok(x) for x in v):
+                raise bad(key, f"a list of {length} {what}")
+            return [float(x) for x in v]
+
+        n_cov = integer("n_covariates", 0)
+        quantiles = data["quantiles"]
+        if not isinstance(quantiles, list) or not quantiles or not all(
+                not isinstance(q, bool) and isinstance(q, (int, float)) and 0 < q < 1
+                for q in quantiles) or sorted(set(quantiles)) != quantiles or 0.5 not in quantiles:
+            raise bad("quantiles", "a sorted list of distinct numbers in (0, 1) holding 0.5")
+        return cls(
+            window=integer("window", 2), horizon=integer("horizon", 1), n_covariates=n_cov,
+            hidden=integer("hidden", 1), layers=integer("layers", 1),
+            dropout=number("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            quantiles=[float(q) for q in quantiles], season=integer("season", 1),
+            scale=number("scale", lambda v: v > 0, "a positive number"),
+            mean=numbers("mean", 1 + n_cov, lambda v: True, "numbers (target, covariates)"),
+            std=numbers("std", 1 + n_cov, lambda v: v > 0, "positive numbers"),
+        )
+
+
+class ForecastNet(nn.Module):
+    """Multi-layer LSTM encoder over the input window + linear multi-horizon quantile head.
+
+    ``net(features)`` on arrays is inference; inside :func:`pylstm.record` (the trainer's loss)
+    it records. The scaling helpers are pure functions of the config.
+    """
+
+    def __init__(self, cfg: ForecasterConfig, seed: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
         rng = np.random.default_rng(seed)
@@ -75,18 +132,24 @@ class Forecaster(nn.Module):
                               seed=int(rng.integers(2**31)))
         # forget-gate bias 1 (Jozefowicz et al. 2015): the state remembers a whole season from
         # the start instead of a few steps, which avoids a long plateau on seasonal series
-        for name, value in self.lstm.parameters.items():
+        for name, p in self.lstm.named_parameters():
             if name.startswith("bias_ih_l"):
-                value[cfg.hidden : 2 * cfg.hidden] = 1.0
+                p.data[cfg.hidden: 2 * cfg.hidden] = 1.0
+        self.lstm.mark_updated()
+
+    def forward(self, feats: Any) -> Any:
+        """``[N, window, F]`` float32 features -> ``[N, horizon, Q]`` (network units)."""
+        y, _ = self.lstm(feats)
+        out = self.head(y[:, -1, :])
+        return out.reshape(-1, self.cfg.horizon, len(self.cfg.quantiles))
 
     # -------------------------------------------------------------------- scaling
     def features(self, raw: np.ndarray) -> np.ndarray:
         """``raw`` ``[N, window, 1 + C]`` (target first) -> network input ``[N, window, 2 + C]``."""
         cfg = self.cfg
         raw = np.asarray(raw, np.float64)
-        mean, std = np.asarray(cfg.mean), np.asarray(cfg.std)
         rel = (raw[:, :, :1] - raw[:, -1:, :1]) / cfg.scale
-        absolute = (raw - mean) / std
+        absolute = (raw - np.asarray(cfg.mean)) / np.asarray(cfg.std)
         return np.concatenate([rel, absolute], axis=2).astype(np.float32)
 
     def to_raw(self, raw: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -103,114 +166,3 @@ class Forecaster(nn.Module):
         """Future values ``[N, H]`` -> training targets in network units."""
         last = np.asarray(raw, np.float64)[:, -1, 0]
         return ((future - last[:, None]) / self.cfg.scale).astype(np.float32)
-
-    # -------------------------------------------------------------------- network
-    def forward(self, feats: np.ndarray, requires_grad: bool = False) -> tuple[np.ndarray, Any]:
-        """``[N, window, F]`` float32 -> ``[N, horizon, Q]`` (network units)."""
-        (y, _), lstm_tape = self.lstm.forward(feats, requires_grad=requires_grad)
-        last = np.ascontiguousarray(y[:, -1, :])
-        out, head_tape = self.head.forward(last, requires_grad=requires_grad)
-        out = out.reshape(len(feats), self.cfg.horizon, len(self.cfg.quantiles))
-        tape = (lstm_tape, head_tape, y.shape, y.dtype) if requires_grad else None
-        return out, tape
-
-    def backward(self, tape: Any, dout: np.ndarray) -> None:  # type: ignore[override]
-        """Accumulate parameter gradients for ``dout`` ``[N, horizon, Q]``."""
-        lstm_tape, head_tape, y_shape, y_dtype = tape
-        dlast = self.head.backward(head_tape, dout.reshape(dout.shape[0], -1))
-        dy = np.zeros(y_shape, y_dtype)
-        dy[:, -1, :] = dlast
-        self.lstm.backward(lstm_tape, dy)
-
-    def predict(self, raw: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Forecasts in data units, ``[N, horizon, Q]``, for raw windows ``[N, window, 1+C]``."""
-        was_training = self.training
-        self.eval()
-        try:
-            outs = [self(self.features(raw[i : i + batch_size]))
-                    for i in range(0, len(raw), batch_size)]
-        finally:
-            self.train(was_training)
-        out = np.concatenate(outs, axis=0) if outs else np.zeros(
-            (0, self.cfg.horizon, len(self.cfg.quantiles)), np.float32)
-        return self.to_raw(raw, out)
-
-
-def fit(
-    model: Forecaster,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    clip: float,
-    seed: int,
-    on_epoch: Callable[..., None] | None = None,
-    time_budget: float = 0.0,
-) -> dict[str, float]:
-    """Train on raw windows ``x_*`` ``[N, window, 1+C]`` and futures ``y_*`` ``[N, horizon]``.
-
-    Keeps the weights of the epoch with the lowest validation MAE of the median (in MASE units,
-    ``val_mase``); ``on_epoch(epoch, loss=..., val_mase=...)`` is called after each epoch.
-    Stops early after ``time_budget`` seconds when it is positive. Returns a summary.
-    """
-    rng = np.random.default_rng(seed)
-    feats, target = model.features(x_train), model.target(x_train, y_train)
-    vfeats, vtarget = model.features(x_val), model.target(x_val, y_val)
-    loss_fn = nn.QuantileLoss(model.cfg.quantiles)
-    opt = nn.Adam(model, lr=lr)
-    sched = nn.CosineWarmupLR(opt, total_steps=max(epochs, 1), warmup_steps=min(2, epochs - 1),
-                              min_lr=lr / 20, warmup_start_factor=0.2)
-    med = model.cfg.median_index
-    best, best_state, best_epoch = math.inf, model.state_dict(), 0
-    start = time.perf_counter()
-    epoch = 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        order = rng.permutation(len(feats))
-        total, count = 0.0, 0
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            model.zero_grad()
-            out, tape = model.forward(feats[idx], requires_grad=True)
-            loss, ltape = loss_fn.forward(out, target[idx], requires_grad=True)
-            model.backward(tape, loss_fn.backward(ltape))
-            if clip > 0:
-                nn.clip_grad_norm_(model, clip)
-            opt.step()
-            total += loss * len(idx)
-            count += len(idx)
-        sched.step()
-        model.eval()
-        vout = np.concatenate([model(vfeats[i : i + 1024]) for i in range(0, len(vfeats), 1024)])
-        val = float(np.mean(np.abs(vout[:, :, med] - vtarget)))
-        if not math.isfinite(total):
-            break
-        if val < best:
-            best, best_state, best_epoch = val, model.state_dict(), epoch
-        if on_epoch is not None:
-            on_epoch(epoch, loss=total / max(count, 1), val_mase=val)
-        if time_budget > 0 and time.perf_counter() - start > time_budget:
-            break
-    model.load_state_dict(best_state)
-    model.eval()
-    return {"best_epoch": best_epoch, "epochs_run": epoch, "best_val_mase": best,
-            "train_seconds": time.perf_counter() - start}
-
-
-def save(model: Forecaster, directory: Path) -> None:
-    """Write ``model.safetensors`` (weights) and ``forecaster.json`` (config) to ``directory``."""
-    nn.save_weights(directory / WEIGHTS, model.state_dict())
-    (directory / CONFIG).write_text(json.dumps(asdict(model.cfg), indent=2) + "\n")
-
-
-def load(directory: Path) -> Forecaster:
-    """Rebuild the forecaster saved by :func:`save`."""
-    cfg = ForecasterConfig(**json.loads((directory / CONFIG).read_text()))
-    model = Forecaster(cfg, seed=0)
-    model.load_state_dict(nn.load_weights(directory / WEIGHTS))
-    model.eval()
-    return model

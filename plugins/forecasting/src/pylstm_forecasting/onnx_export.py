@@ -1,4 +1,4 @@
-"""ONNX export of a trained :class:`~pylstm_forecasting.model.Forecaster`, end to end.
+"""ONNX export of a trained :class:`~pylstm_forecasting.predictor.Forecaster`, end to end.
 
 The graph takes raw history windows and returns forecasts in data units, so onnxruntime
 reproduces ``pylstm predict`` without any Python pre- or post-processing:
@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import Forecaster
+from pylstm.plugins import TaskError
+
+from .predictor import Forecaster
 
 __all__ = ["build_onnx", "export_onnx", "run_onnx", "IR_VERSION", "OPSET"]
 
@@ -29,22 +31,25 @@ IR_VERSION = 8  # onnx >= 1.23 writes a newer IR than onnxruntime accepts: pin i
 
 def build_onnx(model: Forecaster):  # -> onnx.ModelProto
     """Compose the full forecasting graph for ``model``; returns an ``onnx.ModelProto``."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise TaskError("export: needs onnx (pip install 'pylstm[onnx]')") from None
 
     from pylstm.interop.onnx_export import export_lstm
 
-    cfg = model.cfg
+    cfg = model.config
     n_q = len(cfg.quantiles)
-    lstm = onnx.compose.add_prefix(export_lstm(model.lstm.engine, None, OPSET, check=False),
+    lstm = onnx.compose.add_prefix(export_lstm(model.net.lstm, None, OPSET, check=False),
                                    "lstm/")
     lstm_in, lstm_out = lstm.graph.input[0].name, lstm.graph.output[0].name
 
     def const(name: str, value: np.ndarray) -> onnx.TensorProto:
         return numpy_helper.from_array(np.asarray(value), name)
 
-    weight = model.head.parameters["weight"].astype(np.float32)
-    bias = model.head.parameters["bias"].astype(np.float32)
+    weight = model.net.head.weight.data.astype(np.float32)
+    bias = model.net.head.bias.data.astype(np.float32)
     inits = [
         const("scale", np.array(cfg.scale, np.float32)),
         const("mean", np.asarray(cfg.mean, np.float32)),
@@ -112,7 +117,11 @@ def export_onnx(model: Forecaster, path: Path) -> Path:
 
 def run_onnx(path: Path, history: np.ndarray) -> np.ndarray:
     """Run an exported forecaster with onnxruntime (CPU); ``[N, horizon, Q]``."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise TaskError("export: checking the model needs onnxruntime (pip install "
+                        "'pylstm[onnx]')") from None
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return sess.run(["forecast"], {"history": np.asarray(history, np.float32)})[0]

@@ -53,6 +53,6 @@ def plot_forecasts(
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")  # the run writes to a temporary name
     plt.close(fig)
     return path

@@ -140,14 +140,14 @@ def _gflops(times: list[float], n: int = _GEMM_N) -> tuple[float, float]:
     return flops / min(times) / 1e9, flops / statistics.median(times) / 1e9
 
 
-def _numpy_gemm_inprocess(threads: int, reps: int) -> dict[str, Any] | None:
+def _numpy_gemm_inprocess(threads: int, reps: int, n: int) -> dict[str, Any] | None:
     try:
         from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:
         return None
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((_GEMM_N, _GEMM_N), dtype=np.float32)
-    b = rng.standard_normal((_GEMM_N, _GEMM_N), dtype=np.float32)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
     with threadpool_limits(limits=threads, user_api="blas"):
         for _ in range(2):
             a @ b
@@ -157,12 +157,13 @@ def _numpy_gemm_inprocess(threads: int, reps: int) -> dict[str, Any] | None:
             a @ b
             ts.append(time.perf_counter() - t0)
         arch = [i.get("architecture") for i in threadpool_info() if i.get("user_api") == "blas"]
-    best, med = _gflops(ts)
+    best, med = _gflops(ts, n)
     return {"source": "numpy (threadpoolctl)", "gflops_best": best, "gflops_median": med,
             "architecture": arch}
 
 
-def _numpy_gemm_subprocess(threads: int, reps: int, drop_coretype: bool) -> dict[str, Any] | None:
+def _numpy_gemm_subprocess(threads: int, reps: int, drop_coretype: bool,
+                           n: int) -> dict[str, Any] | None:
     env = dict(os.environ)
     env["OPENBLAS_NUM_THREADS"] = str(threads)
     env["OMP_NUM_THREADS"] = str(threads)
@@ -170,20 +171,20 @@ def _numpy_gemm_subprocess(threads: int, reps: int, drop_coretype: bool) -> dict
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
     try:
-        out = subprocess.run([sys.executable, "-c", _GEMM_SCRIPT, str(_GEMM_N), str(reps)],
+        out = subprocess.run([sys.executable, "-c", _GEMM_SCRIPT, str(n), str(reps)],
                              env=env, capture_output=True, text=True, timeout=300, check=True)
         import json
 
         data = json.loads(out.stdout.strip().splitlines()[-1])
     except (subprocess.SubprocessError, OSError, ValueError, IndexError):
         return None
-    best, med = _gflops(data["times"])
+    best, med = _gflops(data["times"], n)
     src = "numpy (subprocess" + (", OPENBLAS_CORETYPE/L2_SIZE unset)" if drop_coretype else ")")
     return {"source": src, "gflops_best": best, "gflops_median": med,
             "architecture": data.get("architecture")}
 
 
-def _torch_gemm(threads: int, reps: int) -> dict[str, Any] | None:
+def _torch_gemm(threads: int, reps: int, n: int) -> dict[str, Any] | None:
     try:
         import torch
     except ImportError:
@@ -191,8 +192,8 @@ def _torch_gemm(threads: int, reps: int) -> dict[str, Any] | None:
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a = torch.randn(_GEMM_N, _GEMM_N, dtype=torch.float32)
-        b = torch.randn(_GEMM_N, _GEMM_N, dtype=torch.float32)
+        a = torch.randn(n, n, dtype=torch.float32)
+        b = torch.randn(n, n, dtype=torch.float32)
         for _ in range(2):
             torch.mm(a, b)
         ts = []
@@ -202,7 +203,7 @@ def _torch_gemm(threads: int, reps: int) -> dict[str, Any] | None:
             ts.append(time.perf_counter() - t0)
     finally:
         torch.set_num_threads(old)
-    best, med = _gflops(ts)
+    best, med = _gflops(ts, n)
     return {"source": "torch.mm", "gflops_best": best, "gflops_median": med}
 
 
@@ -219,8 +220,9 @@ def fma_peak(threads: int, seconds: float = 0.5, reps: int = 3) -> dict[str, Any
     return {"threads": threads, "gflops": max(runs), "runs": runs, "kernel": pylstm.kernel()}
 
 
-def gemm_peak(threads: int, reps: int = 7) -> dict[str, Any]:
-    """This machine's float32 GEMM peak (2048³) on ``threads`` threads, measured now.
+def gemm_peak(threads: int, reps: int = 7, n: int = _GEMM_N) -> dict[str, Any]:
+    """This machine's float32 GEMM peak (``n``³, 2048 by default) on ``threads`` threads,
+    measured now.
 
     numpy/OpenBLAS under threadpoolctl when it is installed, else numpy in a subprocess with
     ``OPENBLAS_NUM_THREADS``; where ``OPENBLAS_CORETYPE`` or ``OPENBLAS_L2_SIZE`` is set in the
@@ -230,24 +232,24 @@ def gemm_peak(threads: int, reps: int = 7) -> dict[str, Any]:
     on a noisy machine.
     """
     sources: list[dict[str, Any]] = []
-    inproc = _numpy_gemm_inprocess(threads, reps)
+    inproc = _numpy_gemm_inprocess(threads, reps, n)
     if inproc is None:
-        inproc = _numpy_gemm_subprocess(threads, reps, drop_coretype=False)
+        inproc = _numpy_gemm_subprocess(threads, reps, drop_coretype=False, n=n)
     if inproc is not None:
         sources.append(inproc)
     coretype_env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
                     if k in os.environ}
     if coretype_env:
-        clean = _numpy_gemm_subprocess(threads, reps, drop_coretype=True)
+        clean = _numpy_gemm_subprocess(threads, reps, drop_coretype=True, n=n)
         if clean is not None:
             sources.append(clean)
-    torch_src = _torch_gemm(threads, reps)
+    torch_src = _torch_gemm(threads, reps, n)
     if torch_src is not None:
         sources.append(torch_src)
     numpy_sources = [s for s in sources if s["source"].startswith("numpy")]
     chosen = max(numpy_sources or sources, key=lambda s: s["gflops_best"], default=None)
     return {
-        "n": _GEMM_N,
+        "n": n,
         "threads": threads,
         "gflops": chosen["gflops_best"] if chosen else float("nan"),
         "source": chosen["source"] if chosen else "none",

@@ -151,8 +151,8 @@ def torch_lstm_from(module: Any, cell: bool = False) -> Any:
         tm = torch.nn.LSTM(module.input_size, module.hidden_size, num_layers=module.num_layers,
                            bias=module.bias, batch_first=module.batch_first,
                            bidirectional=module.bidirectional, proj_size=module.proj_size)
-    state = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)).clone()
-             for k, v in module.parameters.items()}
+    state = {k: torch.from_numpy(np.ascontiguousarray(v.data, np.float32)).clone()
+             for k, v in module.named_parameters()}
     tm.load_state_dict(state)
     return tm
 

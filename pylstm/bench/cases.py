@@ -54,10 +54,13 @@ BIDIR_SHAPE = (256, 32, 200)
 LATENCY_HIDDEN = [256, 1024]
 LATENCY_BATCHED = [(512, 16)]  # (hidden, batch): one step of several streams at once
 
-QUICK = {
-    "inference/h512-b1-t25", "inference/h1024-b4-t25", "inference/h512-b16-t25",
-    "training/h512-b16-t25", "varlen/h256-b32-t150", "bidir/h256-b32-t200-fwdbwd",
-    "latency/h256", "threads/h512-b16-t25", "bf16/h1024-b1-t25", "packed/h512-b4-t25",
+# ``--quick``: one small shape per group, so the whole suite runs end to end in seconds (every
+# case still checked against its anchors); its timings only show that nothing is broken.
+QUICK_SHAPES = {
+    "inference": [(128, 4, 10)], "packed": [(128, 4, 10)],
+    "bf16": [(384, 1, 5)],  # the smallest R (2.25 MiB) where the bf16 path engages
+    "training": [(128, 8, 10)], "varlen": [(64, 8, 20)], "bidir": [(64, 8, 20)],
+    "latency": [(128, 1)], "threads": [(128, 16, 10)],
 }
 
 LATENCY_BLOCK = 20  # steps timed together per latency sample
@@ -104,7 +107,7 @@ def _module_onnx_layers(m: pylstm.LSTM) -> list[list[tuple[np.ndarray, np.ndarra
         dirs = []
         for d in range(m.num_directions):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
-            p = m.parameters
+            p = {k: v.data for k, v in m.named_parameters()}
             dirs.append(anchors.torch_to_onnx_weights(p["weight_ih" + sfx], p["weight_hh" + sfx],
                                                       p.get("bias_ih" + sfx),
                                                       p.get("bias_hh" + sfx)))
@@ -258,7 +261,7 @@ def _training(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
 
         def ours() -> None:
             t0 = time.perf_counter()
-            _, _, tape = m.forward(x, requires_grad=True)
+            _, tape = m.forward(x, requires_grad=True)
             t1 = time.perf_counter()
             m.backward(tape, dy)
             split.add("ours_forward_tape", t1 - t0)
@@ -267,7 +270,7 @@ def _training(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
         fns: dict[str, Callable[[], Any]] = {"ours": ours}
         notes: dict[str, str | None] = {}
         check: dict[str, float] = {}
-        y0, _, tape0 = m.forward(x, requires_grad=True)
+        (y0, _), tape0 = m.forward(x, requires_grad=True)
         memory: dict[str, Any] = {"ours_tape_bytes": int(tape0.nbytes)}
         dx0, _ = m.backward(tape0, dy)
         del tape0
@@ -319,13 +322,13 @@ def _varlen(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
         tokens = int(lengths.sum())
 
         def ours() -> None:
-            _, _, tape = m.forward(x, lengths=lengths, requires_grad=True)
+            _, tape = m.forward(x, lengths=lengths, requires_grad=True)
             m.backward(tape, dy)
 
         fns: dict[str, Callable[[], Any]] = {"ours": ours}
         notes: dict[str, str | None] = {}
         check: dict[str, float] = {}
-        y0, _, tape0 = m.forward(x, lengths=lengths, requires_grad=True)
+        (y0, _), tape0 = m.forward(x, lengths=lengths, requires_grad=True)
         memory: dict[str, Any] = {"ours_tape_bytes": int(tape0.nbytes)}
         dx0, _ = m.backward(tape0, dy)
         del tape0
@@ -386,9 +389,9 @@ def _bidir(hidden: int, batch: int, steps: int, train: bool) -> Callable[[Contex
         extra: dict[str, Any] = {}
         if train:
             def ours() -> None:
-                _, _, tape = m.forward(x, requires_grad=True)
+                _, tape = m.forward(x, requires_grad=True)
                 m.backward(tape, dy)
-            y0, _, tape0 = m.forward(x, requires_grad=True)
+            (y0, _), tape0 = m.forward(x, requires_grad=True)
             extra["memory"] = {"ours_tape_bytes": int(tape0.nbytes)}
             dx0, _ = m.backward(tape0, dy)
             del tape0
@@ -492,10 +495,9 @@ def _latency(hidden: int, batch: int = 1) -> Callable[[Context], Row]:
         if missing:
             notes["onnxruntime"] = f"missing: {missing}"
         else:
-            w, r, b = anchors.torch_to_onnx_weights(cell.parameters["weight_ih"],
-                                                    cell.parameters["weight_hh"],
-                                                    cell.parameters["bias_ih"],
-                                                    cell.parameters["bias_hh"])
+            cp = {k: v.data for k, v in cell.named_parameters()}
+            w, r, b = anchors.torch_to_onnx_weights(cp["weight_ih"], cp["weight_hh"],
+                                                    cp["bias_ih"], cp["bias_hh"])
             sess = anchors.ort_session(anchors.onnx_lstm_model([[(w, r, b)]], hidden, hidden,
                                                                with_state=True), ctx.threads)
             x3 = x[None]
@@ -555,30 +557,31 @@ def _threads(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
     return run
 
 
-def all_cases() -> list[Case]:
-    """Every case, in running order."""
+def all_cases(quick: bool = False) -> list[Case]:
+    """Every case, in running order; with ``quick`` the small shapes of :data:`QUICK_SHAPES`."""
     cases: list[Case] = []
 
-    def add(case_id: str, group: str, fn: Callable[[Context], Row]) -> None:
-        cases.append(Case(case_id, group, fn, case_id in QUICK))
+    def shapes(group: str, full: list) -> list:
+        return QUICK_SHAPES[group] if quick else full
 
-    for h, b, t in INFERENCE_SHAPES + LARGE_BATCH_SHAPES:
+    def add(case_id: str, group: str, fn: Callable[[Context], Row]) -> None:
+        cases.append(Case(case_id, group, fn, quick))
+
+    for h, b, t in shapes("inference", INFERENCE_SHAPES + LARGE_BATCH_SHAPES):
         add(f"inference/h{h}-b{b}-t{t}", "inference", _inference(h, b, t))
-    for h, b, t in INFERENCE_SHAPES + LARGE_BATCH_SHAPES:
+    for h, b, t in shapes("packed", INFERENCE_SHAPES + LARGE_BATCH_SHAPES):
         add(f"packed/h{h}-b{b}-t{t}", "packed", _packed(h, b, t))
-    for h, b, t in BF16_SHAPES:
+    for h, b, t in shapes("bf16", BF16_SHAPES):
         add(f"bf16/h{h}-b{b}-t{t}", "bf16", _bf16(h, b, t))
-    for h, b, t in TRAINING_SHAPES:
+    for h, b, t in shapes("training", TRAINING_SHAPES):
         add(f"training/h{h}-b{b}-t{t}", "training", _training(h, b, t))
-    for h, b, t in VARLEN_SHAPES:
+    for h, b, t in shapes("varlen", VARLEN_SHAPES):
         add(f"varlen/h{h}-b{b}-t{t}", "varlen", _varlen(h, b, t))
-    h, b, t = BIDIR_SHAPE
-    add(f"bidir/h{h}-b{b}-t{t}-fwd", "bidir", _bidir(h, b, t, train=False))
-    add(f"bidir/h{h}-b{b}-t{t}-fwdbwd", "bidir", _bidir(h, b, t, train=True))
-    for h in LATENCY_HIDDEN:
-        add(f"latency/h{h}", "latency", _latency(h))
-    for h, b in LATENCY_BATCHED:
-        add(f"latency/h{h}-b{b}", "latency", _latency(h, b))
-    for h, b, t in LARGE_BATCH_SHAPES:
+    for h, b, t in shapes("bidir", [BIDIR_SHAPE]):
+        add(f"bidir/h{h}-b{b}-t{t}-fwd", "bidir", _bidir(h, b, t, train=False))
+        add(f"bidir/h{h}-b{b}-t{t}-fwdbwd", "bidir", _bidir(h, b, t, train=True))
+    for h, b in shapes("latency", [(h, 1) for h in LATENCY_HIDDEN] + LATENCY_BATCHED):
+        add(f"latency/h{h}" + (f"-b{b}" if b > 1 else ""), "latency", _latency(h, b))
+    for h, b, t in shapes("threads", LARGE_BATCH_SHAPES):
         add(f"threads/h{h}-b{b}-t{t}", "threads", _threads(h, b, t))
     return cases
