@@ -40,7 +40,9 @@ def check_grads(
     """Check input and parameter gradients.
 
     ``run(requires_grad) -> (outputs, tape)``; ``backward(tape, douts) -> grads`` aligned with
-    ``inputs``. The scalar checked is ``sum_k <outputs[k], R_k>`` with fixed random ``R_k``.
+    ``inputs``. The scalar checked is ``sum_k <outputs[k], R_k>`` with fixed random ``R_k``,
+    differentiated numerically through ``run(False)`` (the inference path), so the analytic
+    gradients of the recorded forward also prove the two paths compute the same function.
     ``module``: its parameters (``named_parameters``/``named_grads``) are checked too.
     """
     outs, tape = run(True)
@@ -48,7 +50,7 @@ def check_grads(
     weights = [rng.standard_normal(np.shape(o)) for o in outs]
 
     def scalar() -> float:
-        o, _ = run(True)  # the same computation; its tape is dropped
+        o, _ = run(False)
         return float(sum(np.sum(a * w) for a, w in zip(o, weights, strict=True)))
 
     if module is not None:
@@ -63,6 +65,21 @@ def check_grads(
         assert params, "module has no parameters to check"
         for name, p in params:
             assert_close(p.grad.copy(), numeric_grad(scalar, p.data), f"parameter {name}")
+
+
+def layer_run(call: Callable[..., object]) -> Callable[[bool], tuple[list, object]]:
+    """``run`` for :func:`check_grads` from ``call(**kw)`` (a layer's ``forward`` with its
+    inputs bound): ``call(requires_grad=True)`` gives ``(out, tape)``, ``call()`` the output
+    alone; ``out`` is one array or a tuple of arrays."""
+
+    def run(requires_grad: bool) -> tuple[list, object]:
+        if requires_grad:
+            out, tape = call(requires_grad=True)
+        else:
+            out, tape = call(), None
+        return (list(out) if isinstance(out, tuple) else [out]), tape
+
+    return run
 
 
 def check_recorded(fn: Callable[..., object], inputs: Sequence[np.ndarray], module=None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _nn_gradcheck import check_grads
+from _nn_gradcheck import check_grads, layer_run
 
 from pylstm import nn
 
@@ -34,9 +34,7 @@ def test_attention_gradients(score, use_mask, single):
     v = _rand((B, TK, DV), 2)
     mask = MASK if use_mask else None
 
-    def run(rg):
-        (ctx, w), t = attn.forward(q, k, v, mask=mask, requires_grad=rg)
-        return [ctx, w], t
+    run = layer_run(lambda **kw: attn.forward(q, k, v, mask=mask, **kw))
 
     def back(t, d):
         return list(attn.backward(t, d[0], d[1]))
@@ -49,9 +47,7 @@ def test_attention_values_default_to_keys(score):
     attn, kd = _make(score)
     q, k = _rand((B, TQ, DQ), 0), _rand((B, TK, kd), 1)
 
-    def run(rg):
-        (ctx, w), t = attn.forward(q, k, mask=MASK, requires_grad=rg)
-        return [ctx, w], t
+    run = layer_run(lambda **kw: attn.forward(q, k, mask=MASK, **kw))
 
     def back(t, d):
         dq, dk, dv = attn.backward(t, d[0], d[1])

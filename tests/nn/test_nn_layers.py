@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _nn_gradcheck import assert_close, check_grads, numeric_grad
+from _nn_gradcheck import assert_close, check_grads, layer_run, numeric_grad
 
 import pylstm
 from pylstm import nn
@@ -23,10 +23,7 @@ def test_linear_gradients(shape, bias):
     layer = nn.Linear(3, 2, bias=bias, dtype=F64, seed=1)
     x = _rand(shape)
 
-    def run(rg):
-        y, t = layer.forward(x, requires_grad=rg)
-        return [y], t
-
+    run = layer_run(lambda **kw: layer.forward(x, **kw))
     check_grads(run, lambda t, d: [layer.backward(t, d[0])], [x], module=layer)
 
 
@@ -128,12 +125,11 @@ def test_dropout_finite_differences_with_fixed_mask():
     x = _rand((4, 5))
     state = drop.rng.bit_generator.state
 
-    def run(rg):
+    def call(**kw):
         drop.rng.bit_generator.state = state  # the same mask every call
-        y, t = drop.forward(x, requires_grad=rg)
-        return [y], t
+        return drop.forward(x, **kw)
 
-    check_grads(run, lambda t, d: [drop.backward(t, d[0])], [x])
+    check_grads(layer_run(call), lambda t, d: [drop.backward(t, d[0])], [x])
 
 
 def test_dropout_inverted_scaling_and_eval():
@@ -171,10 +167,7 @@ def test_layernorm_gradients(normalized_shape, affine):
         ln.bias.data[...] = _rand(ln.bias.data.shape, 5)
     x = _rand((2, 3, 4), 1) * 3 + 1
 
-    def run(rg):
-        y, t = ln.forward(x, requires_grad=rg)
-        return [y], t
-
+    run = layer_run(lambda **kw: ln.forward(x, **kw))
     check_grads(run, lambda t, d: [ln.backward(t, d[0])], [x], module=ln if affine else None)
 
 
