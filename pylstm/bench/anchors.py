@@ -145,6 +145,7 @@ def torch_lstm_from(module: Any, cell: bool = False) -> Any:
     """A ``torch.nn.LSTM`` (or ``LSTMCell``) with a pylstm module's parameters copied in."""
     import torch
 
+    tm: Any
     if cell:
         tm = torch.nn.LSTMCell(module.input_size, module.hidden_size, bias=module.bias)
     else:

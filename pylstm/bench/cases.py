@@ -56,7 +56,7 @@ LATENCY_BATCHED = [(512, 16)]  # (hidden, batch): one step of several streams at
 
 # ``--quick``: one small shape per group, so the whole suite runs end to end in seconds (every
 # case still checked against its anchors); its timings only show that nothing is broken.
-QUICK_SHAPES = {
+QUICK_SHAPES: dict[str, list[Any]] = {
     "inference": [(128, 4, 10)], "packed": [(128, 4, 10)],
     "bf16": [(384, 1, 5)],  # the smallest R (2.25 MiB) where the bf16 path engages
     "training": [(128, 8, 10)], "varlen": [(64, 8, 20)], "bidir": [(64, 8, 20)],
@@ -561,8 +561,8 @@ def all_cases(quick: bool = False) -> list[Case]:
     """Every case, in running order; with ``quick`` the small shapes of :data:`QUICK_SHAPES`."""
     cases: list[Case] = []
 
-    def shapes(group: str, full: list) -> list:
-        return QUICK_SHAPES[group] if quick else full
+    def shapes(group: str, full: list[Any]) -> list[Any]:
+        return list(QUICK_SHAPES[group]) if quick else full
 
     def add(case_id: str, group: str, fn: Callable[[Context], Row]) -> None:
         cases.append(Case(case_id, group, fn, quick))

@@ -134,9 +134,9 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     }
     t0 = time.perf_counter()
     say = print if args.json != "-" else (lambda *a, **k: print(*a, file=sys.stderr, **k))
-    load = meta["loadavg_start"]
-    if load and os.cpu_count() and load[0] > 0.5 * os.cpu_count():
-        meta["busy_warning"] = (f"load average {load[0]} on {os.cpu_count()} CPUs before the "
+    load, cpus = meta["loadavg_start"], os.cpu_count() or 0
+    if load and cpus and load[0] > 0.5 * cpus:
+        meta["busy_warning"] = (f"load average {load[0]} on {cpus} CPUs before the "
                                 "run: other processes share the cores; expect noisy timings")
         say("WARNING: " + meta["busy_warning"], flush=True)
     gemm_n, gemm_reps = (512, 3) if args.quick else (2048, 7)

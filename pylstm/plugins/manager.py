@@ -255,7 +255,7 @@ def list_plugins(all: bool = True) -> list[dict[str, Any]]:
     manager = get_plugin_manager()
     out: list[dict[str, Any]] = []
     for plugin in manager.get_plugins():
-        reg_name = manager.get_name(plugin) or getattr(plugin, "__name__", repr(plugin))
+        reg_name = str(manager.get_name(plugin) or getattr(plugin, "__name__", repr(plugin)))
         builtin = reg_name in DEFAULT_PLUGINS
         if builtin and not all:
             continue

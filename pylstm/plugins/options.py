@@ -93,8 +93,8 @@ def _describe(cls: type, f: dataclasses.Field, hint: Any) -> OptionSpec:
     element = None
     if origin is Literal:
         choices = choices or typing.get_args(hint)
-        kinds = {_KINDS.get(type(c)) for c in choices}
-        if len(kinds) != 1 or None in kinds:
+        kinds = {_KINDS.get(type(c), "") for c in choices}
+        if len(kinds) != 1 or "" in kinds or "path" in kinds:
             raise TypeError(f"{cls.__name__}.{f.name}: Literal choices must share one type of "
                             f"bool, int, float or str, got {choices!r}")
         kind = kinds.pop()

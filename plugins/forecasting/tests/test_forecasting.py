@@ -294,6 +294,7 @@ def test_cli_end_to_end_csv_with_covariate(
 
     rc, out, err = run(["-q", "evaluate", str(run_dir)], capsys)
     assert rc == 0, err
+    assert (run_dir / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
     evaluated = json.loads(out)
     for model_name, row in trained.items():
         for k, v in row.items():

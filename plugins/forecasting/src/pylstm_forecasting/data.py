@@ -195,7 +195,7 @@ def load_csv(path: str | Path, time_col: str | None, target_col: str | None,
                   list(covariates), season=_season_from_spacing(time), target_name=target_col)
 
 
-def load_series(dataset: str | None, data: str | None, time_col: str | None,
+def load_series(dataset: str | None, data: str | Path | None, time_col: str | None,
                 target_col: str | None, covariates: list[str], symbol: str | None) -> Series:
     """Load the CSV given by ``data`` or else the embedded ``dataset``."""
     if data:

@@ -60,7 +60,7 @@ def _write_png(run: Run | None, out_dir: Path, name: str, draw: Any) -> None:
 
 
 def _evaluate(model: Forecaster, prep: Prepared, title: str, out_dir: Path,
-              run: Run | None) -> dict[str, Any]:
+              run: Run | None, plot_name: str) -> dict[str, Any]:
     """Held-out metrics of the LSTM and both baselines from the same origins, and the plot."""
     s, sp, v = prep.series, prep.split, prep.values
     h = sp.horizon
@@ -83,7 +83,7 @@ def _evaluate(model: Forecaster, prep: Prepared, title: str, out_dir: Path,
     from .plotting import plot_forecasts
 
     start = max(0, sp.test_start - 3 * max(h, s.season))
-    _write_png(run, out_dir, "forecast.png", lambda path: plot_forecasts(
+    _write_png(run, out_dir, plot_name, lambda path: plot_forecasts(
         path, s.time, s.target, start, list(origins),
         {"lstm": med, "seasonal_naive": snaive, "ets": ets},
         (lower, upper) if len(q) > 1 else None, title))
@@ -110,7 +110,8 @@ class ForecastingTask:
         model = Forecaster(net, options)
         model.save(run)
         run.write_json("training.json", summary)
-        return _evaluate(model, prep, f"{s.name}: held-out forecasts", ctx.out_dir, run)
+        return _evaluate(model, prep, f"{s.name}: held-out forecasts", ctx.out_dir, run,
+                         "forecast.png")
 
     def load(self, run: Run) -> Forecaster:
         """The trained :class:`Forecaster` (config and weights checked)."""
@@ -118,11 +119,11 @@ class ForecastingTask:
 
     def evaluate(self, predictor: Forecaster, options: ForecastingOptions,
                  ctx: RunContext) -> dict[str, Any]:
-        """Recompute the held-out metrics and the plot (``options`` may point at other data
-        of the same shape)."""
+        """Recompute the held-out metrics and the plot, ``evaluation.png`` (``options`` may
+        point at other data of the same shape)."""
         prep = _prepare_for(predictor, options)
         return _evaluate(predictor, prep, f"{prep.series.name}: held-out forecasts",
-                         ctx.out_dir, None)
+                         ctx.out_dir, None, "evaluation.png")
 
     def history(self, predictor: Forecaster, request: ForecastRequest) -> data.Series:
         """The series a prediction starts from: ``--input`` or the run's own data."""

@@ -88,4 +88,5 @@ def fit(options: ForecastingOptions, prep: Prepared, run: Run, *, resume: bool,
         return {"val_mase": float(np.mean(np.abs(out[:, :, med] - vtarget)))}
 
     summary = (trainer.resume if resume else trainer.fit)(batches, loss, validate)
-    return net.eval(), summary
+    net.eval()
+    return net, summary
