@@ -260,7 +260,7 @@ class Module:
         """Copy ``state`` into the live parameter arrays.
 
         Everything is checked before anything is assigned: with ``strict`` (default) the names
-        must match exactly; shapes must match; values must be float arrays (numpy, or
+        must match exactly; shapes must match; values must be numeric arrays (numpy, or
         tensors of a framework with ``.detach().cpu().numpy()``), converted to each
         parameter's dtype. One error lists every problem.
         """
@@ -284,7 +284,7 @@ class Module:
             target = targets[name]
             if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
                 got = arr.dtype if isinstance(arr, np.ndarray) else type(value).__name__
-                problems.append(f"{name}: expected a float array, got {got}")
+                problems.append(f"{name}: expected a numeric array, got {got}")
             elif arr.shape != target.shape:
                 problems.append(f"{name}: expected shape {list(target.shape)}, got "
                                 f"{list(arr.shape)}")

@@ -107,7 +107,7 @@ def test_load_state_dict_errors():
     with pytest.raises(nn.ShapeError, match=r"head.1.bias: expected shape \[1\], got \[2\]"):
         m.load_state_dict(bad)
     bad = dict(sd, **{"head.1.bias": np.array(["x"]), "head.0.bias": np.zeros(7)})
-    every = "head.0.bias: expected shape.*head.1.bias: expected a float array"
+    every = "head.0.bias: expected shape.*head.1.bias: expected a numeric array"
     with pytest.raises(nn.ShapeError, match=every):
         m.load_state_dict(bad)  # every problem in one message
     # a failed load changes nothing
