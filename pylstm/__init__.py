@@ -54,6 +54,7 @@ __all__ = [
     "ShapeError",
     "TapeError",
     "list_backends",
+    "load",
     "functional",
     "get_backend",
     "get_num_threads",
