@@ -57,7 +57,6 @@ __all__ = [
     "BUILTIN_BACKEND_MODULES",
     "DEFAULT_BACKEND",
     "ENV_VAR",
-    "backend_error",
     "current_selection",
     "get_backend",
     "list_backends",
@@ -89,11 +88,6 @@ _PROVIDER_ALIASES = {
     "dml": "DmlExecutionProvider",
     "coreml": "CoreMLExecutionProvider",
 }
-
-
-def backend_error(message: str) -> BackendError:
-    """A :class:`pylstm.BackendError` with ``message`` (kept for the backend modules)."""
-    return BackendError(message)
 
 
 @runtime_checkable

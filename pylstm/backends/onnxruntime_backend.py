@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from pylstm.errors import BackendError, DTypeError, ShapeError
 from pylstm.hookspecs import hookimpl
 
 __all__ = ["OnnxRuntimeBackend", "register_backends", "DEFAULT_PROVIDERS"]
@@ -58,9 +59,7 @@ _instances: dict[tuple[str, ...] | None, OnnxRuntimeBackend] = {}
 
 
 def _err(message: str) -> RuntimeError:
-    from pylstm.backends import backend_error
-
-    return backend_error(message)
+    return BackendError(message)
 
 
 def _ort() -> Any:
@@ -410,23 +409,11 @@ def _training_error(what: str) -> RuntimeError:
 
 
 def _shape_error(message: str) -> Exception:
-    try:
-        import pylstm
-
-        cls = getattr(pylstm, "ShapeError", ValueError)
-    except Exception:  # pragma: no cover
-        cls = ValueError
-    return cls(message)
+    return ShapeError(message)
 
 
 def _dtype_error(message: str) -> Exception:
-    try:
-        import pylstm
-
-        cls = getattr(pylstm, "DTypeError", TypeError)
-    except Exception:  # pragma: no cover
-        cls = TypeError
-    return cls(message)
+    return DTypeError(message)
 
 
 def _lstm_node_model(dt: np.dtype, attrs: dict, present: tuple[str, ...]) -> Any:

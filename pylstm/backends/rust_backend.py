@@ -2,7 +2,8 @@
 
 ``functional.lstm`` and the modules call the Rust core directly when the resolved backend is
 ``rust``; this object exists so that the registry lists it, and so that code holding a backend
-object can run it like any other backend.
+object can run it like any other backend. It calls the core through :mod:`pylstm._onnx_lstm`,
+never through ``functional`` (which imports the registry): no import circle.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from pylstm import _onnx_lstm
 from pylstm.hookspecs import hookimpl
 
 __all__ = ["RustBackend", "register_backends"]
@@ -38,42 +40,23 @@ class RustBackend:
         return ""
 
     def devices(self) -> list[str]:
-        """``["cpu (<simd kernel>, <n> threads)"]`` where the engine reports them."""
-        desc = "cpu"
-        try:
-            import pylstm
+        """``["cpu (<simd kernel>, <n> threads)"]``, as the engine reports them."""
+        from pylstm import runtime
 
-            info = pylstm.info() if hasattr(pylstm, "info") else {}
-        except Exception:
-            info = {}
-        extras = []
-        for key in ("kernel", "simd", "isa"):
-            if info.get(key):
-                extras.append(str(info[key]))
-                break
-        for key in ("num_threads", "threads"):
-            if info.get(key):
-                extras.append(f"{info[key]} threads")
-                break
-        if extras:
-            desc += f" ({', '.join(extras)})"
-        return [desc]
+        info = runtime.info()
+        return [f"cpu ({info['kernel']}, {info['num_threads']} threads)"]
 
     def lstm(self, **onnx_args: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Run ``pylstm.functional.lstm`` on the Rust core."""
-        from pylstm import functional
-
+        """Run the ONNX operator on the Rust core (the arguments of ``functional.lstm``, in
+        layout 0, with ``layout_out`` the layout the outputs are wanted in)."""
         onnx_args.pop("backend", None)
-        # ``layout_out`` (from functional.lstm): inputs are already in layout 0, outputs wanted
-        # in layout ``layout_out``
-        layout_out = onnx_args.pop("layout_out", None)
-        out = functional.lstm(**onnx_args, backend="rust")
-        if layout_out and not onnx_args.get("layout"):
-            Y, Y_h, Y_c = out[:3]
-            out = (np.ascontiguousarray(Y.transpose(2, 0, 1, 3)),
-                   np.ascontiguousarray(Y_h.transpose(1, 0, 2)),
-                   np.ascontiguousarray(Y_c.transpose(1, 0, 2)), *out[3:])
-        return out
+        layout_out = onnx_args.pop("layout_out", 0) or 0
+        Y, Y_h, Y_c = _onnx_lstm.run_rust(_onnx_lstm.validate(**onnx_args), requires_grad=False)
+        if layout_out:
+            Y = np.ascontiguousarray(Y.transpose(2, 0, 1, 3))
+            Y_h = np.ascontiguousarray(Y_h.transpose(1, 0, 2))
+            Y_c = np.ascontiguousarray(Y_c.transpose(1, 0, 2))
+        return Y, Y_h, Y_c
 
     def run_module(
         self, module: Any, x: np.ndarray, hx: Any, lengths: np.ndarray | None
