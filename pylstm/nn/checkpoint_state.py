@@ -206,6 +206,21 @@ def _checked_optimizer_state(optimizer: Optimizer, saved: Any, arrays: Mapping[s
     return {"param_groups": groups, "state": state, "extras": extras}
 
 
+def _checked_schedule_state(scheduler: Any, state: Any, where: str) -> Any:
+    """Every value of the kind of the live one, then the schedule's own validation
+    (``check_state_dict``: every key's range) when it has one."""
+    check_like(state, scheduler.state_dict(), f"{where}: scheduler.state")
+    check = getattr(scheduler, "check_state_dict", None)
+    if check is None:
+        return state
+    try:
+        return check(state)
+    except (TypeError, ValueError) as exc:
+        text = str(exc).removeprefix("state_dict: ")
+        sep = ": " if text.startswith("expected") else "."  # the keys, or one key's value
+        raise CheckpointError(f"{where}: scheduler.state{sep}{text}") from None
+
+
 def restore_state(model: Module | None, model_tensors: Mapping[str, np.ndarray] | None,
                   meta: Mapping[str, Any], *, optimizer: Optimizer | None = None,
                   optimizer_arrays: Mapping[str, np.ndarray] | None = None,
@@ -243,8 +258,7 @@ def restore_state(model: Module | None, model_tensors: Mapping[str, np.ndarray] 
             raise CheckpointError(f"{where}: scheduler.class: expected "
                                   f"{type(scheduler).__name__} (the schedule given), got "
                                   f"{saved['class']!r}")
-        check_like(saved["state"], scheduler.state_dict(), f"{where}: scheduler.state")
-        sched_state = saved["state"]
+        sched_state = _checked_schedule_state(scheduler, saved["state"], where)
     # Assign: the optimiser validates its values itself before changing anything; should it
     # still refuse, nothing else has been touched yet.
     if opt_state is not None:
