@@ -6,7 +6,7 @@ onnxruntime (CUDA when present, else CPU).
 * :mod:`.weights` finds it and caches it as safetensors;
 * :mod:`.architecture` is the Lite0 configuration and the batch-norm-folded network;
 * :mod:`.graph` builds the ONNX model, :mod:`.reference` is a numpy forward pass to check it;
-* :mod:`.preprocess` turns paths, PIL images and arrays into 224x224 inputs;
+* :mod:`.images` turns paths, PIL images and arrays into 224x224 inputs;
 * :mod:`.model` has :class:`ImageEncoder`.
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from .architecture import FEATURES, Lite0, build_network
 from .graph import build_graph
+from .images import IMAGE_SIZE, ImageLike, load_rgb, preprocess
 from .model import GRID_CELLS, ImageEncoder, default_providers
-from .preprocess import IMAGE_SIZE, ImageLike, load_rgb, preprocess
 from .reference import reference_forward
 from .torch_pickle import UnsafePickleError, load_torch_checkpoint
 from .weights import cache_dir, find_checkpoint, load_weights

@@ -16,7 +16,7 @@ from pylstm.plugins import TaskError
 
 from .architecture import FEATURES, Lite0, build_network
 from .graph import build_graph
-from .preprocess import IMAGE_SIZE, ImageLike, as_batch, preprocess
+from .images import IMAGE_SIZE, ImageLike, as_batch, preprocess
 from .weights import load_weights
 
 __all__ = ["GRID_CELLS", "ImageEncoder", "default_providers"]
@@ -42,7 +42,7 @@ class ImageEncoder:
     ``cache_dir`` holds the weights converted to safetensors (default
     ``$PYLSTM_CACHE/captioning`` or ``~/.cache/pylstm/captioning``); ``providers`` is
     onnxruntime's list (default: CUDA when available, then CPU). Images are resized and
-    centre-cropped to 224x224; see :func:`~pylstm_captioning.encoder.preprocess.preprocess`.
+    centre-cropped to 224x224; see :func:`~pylstm_captioning.encoder.images.preprocess`.
     Safe to call from several threads (onnxruntime's ``run`` is).
     """
 

@@ -15,6 +15,7 @@ storages in ``<prefix>/data/<key>``.
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import os
@@ -134,6 +135,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.storages: dict[str, _Storage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        # protocol 0-2 pickles name Python 2 modules (__builtin__.eval): report today's names
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
