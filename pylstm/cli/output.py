@@ -62,6 +62,9 @@ def print_prediction(pred: Any, as_json: bool) -> None:
     columns = (isinstance(pred, dict) and pred
                and all(isinstance(v, list) for v in pred.values())
                and len({len(v) for v in pred.values()}) == 1)
+    if isinstance(pred, str) and not as_json:  # a text answer (a translation) prints as is
+        print(pred)
+        return
     if as_json or not columns:
         print(json.dumps(pred, indent=2, default=jsonable))
         return
