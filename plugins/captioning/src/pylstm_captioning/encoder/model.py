@@ -62,6 +62,12 @@ class ImageEncoder:
                 providers=list(providers) if providers is not None else default_providers())
 
     @property
+    def session(self) -> ort.InferenceSession:
+        """The onnxruntime session: input ``image`` [N, 3, H, W] already preprocessed, outputs
+        ``grid``, ``mean`` and ``logits``."""
+        return self._session
+
+    @property
     def providers(self) -> list[str]:
         """The execution providers the session really uses (CUDA may have fallen back)."""
         return list(self._session.get_providers())
