@@ -101,10 +101,11 @@ def open_rgb(path: Path) -> Image.Image:
     """Any image Pillow opens, as 8-bit RGB: EXIF orientation applied, transparency composited
     on white (``convert("RGB")`` would turn transparent pixels black), 16-bit and float
     grayscale scaled to 0-255. Raises :class:`~pylstm.plugins.TaskError` naming the file."""
+    im: Image.Image
     try:
-        with Image.open(path) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
+        with Image.open(path) as opened:
+            opened.load()
+            im = ImageOps.exif_transpose(opened)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise TaskError(f"{path}: expected an image Pillow can read, got {exc}") from exc
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):

@@ -102,7 +102,7 @@ def render_emoji(emoji: str, size: int = 224, font_path: Path | str = FONT) -> I
     :func:`is_blank`.
     """
     font = _font(str(font_path))
-    left, top, right, bottom = font.getbbox(emoji)
+    left, top, right, bottom = (round(v) for v in font.getbbox(emoji))
     side = max(right - left, bottom - top, 1)
     canvas = Image.new("RGB", (side, side), (255, 255, 255))
     origin = ((side - (right - left)) / 2 - left, (side - (bottom - top)) / 2 - top)
@@ -142,8 +142,7 @@ def audit_emoji(emoji: list[str], font_path: Path | str = FONT) -> EmojiAudit:
 
 
 def _native(emoji: str, font_path: Path | str) -> Image.Image:
-    font = _font(str(font_path))
-    left, top, right, bottom = font.getbbox(emoji)
+    left, top, right, bottom = (round(v) for v in _font(str(font_path)).getbbox(emoji))
     return render_emoji(emoji, size=max(right - left, bottom - top, 1), font_path=font_path)
 
 

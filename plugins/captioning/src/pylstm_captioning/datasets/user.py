@@ -202,13 +202,13 @@ def _assemble(
     if not items:
         raise TaskError(f"{source}: expected captions of images in {root}, got none that exist")
     if check_images:
-        for item in items.values():
+        for key in items:
             try:  # the header only: cheap, and catches files that are no image at all
-                with Image.open(item.path):
+                with Image.open(root / key):
                     pass
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
                 raise TaskError(
-                    f"{item.path}: expected an image Pillow can read, got {exc}"
+                    f"{root / key}: expected an image Pillow can read, got {exc}"
                 ) from exc
     n_valid, n_test = resolve_split_sizes(len(items), valid_size, test_size)
     order = seeded_order(items, seed)
