@@ -118,6 +118,9 @@ def test_unpickler_rejects_files_that_are_not_checkpoints(tmp_path: Path) -> Non
     path.write_bytes(pickle.dumps(12345, protocol=2))
     with pytest.raises(UnsafePickleError, match="magic number"):
         load_torch_checkpoint(path)
+    path.write_bytes(_legacy_prefix() + pickle.dumps({"a": 1}, protocol=2)[:-3])
+    with pytest.raises(UnsafePickleError, match=r"not a PyTorch checkpoint \(the object"):
+        load_torch_checkpoint(path)
 
 
 class _FakeStorage:
@@ -449,7 +452,7 @@ def test_unreadable_images_name_the_file(encoder: ImageEncoder, tmp_path: Path) 
     cut = tmp_path / "cut.png"
     Image.fromarray(skimage.data.coffee()).save(cut)
     cut.write_bytes(cut.read_bytes()[:5000])
-    for bad in (tmp_path / "missing.png", text, cut):
+    for bad in (tmp_path / "missing.png", text, cut, tmp_path):
         with pytest.raises(TaskError) as info:
             encoder.features([skimage.data.chelsea(), bad])
         message = str(info.value)

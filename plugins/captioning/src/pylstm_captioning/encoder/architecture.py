@@ -104,7 +104,7 @@ def build_network(weights: dict[str, np.ndarray]) -> Lite0:
     :data:`STAGES`, or an unexpected extra block.
     """
     stem = _folded(weights, "_conv_stem", "_bn0", (STEM, 3, 3, 3), 2, 1, True)
-    blocks = []
+    blocks: list[Block] = []
     cin = STEM
     for repeats, k, first_stride, expansion, cout in STAGES:
         for r in range(repeats):

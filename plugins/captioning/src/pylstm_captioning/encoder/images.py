@@ -91,6 +91,8 @@ def load_rgb(image: ImageLike) -> Image.Image:
                 reason = "no such file"
             elif isinstance(e, UnidentifiedImageError):
                 reason = "not an image Pillow can read"
+            elif isinstance(e, OSError) and e.strerror:  # without the path repeated
+                reason = e.strerror
             raise TaskError(f"{path}: cannot read image ({reason})") from None
     raise TaskError(f"an image must be a path, a PIL image or an array, "
                     f"got {type(image).__name__}")

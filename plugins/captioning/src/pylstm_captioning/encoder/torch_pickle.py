@@ -100,6 +100,7 @@ class _Callable:
     (``__defaults__`` and the like) the way it could on a bare function."""
 
     __slots__ = ("_fn",)
+    _fn: Any
 
     def __init__(self, fn: Any) -> None:
         object.__setattr__(self, "_fn", fn)
@@ -202,15 +203,18 @@ def _materialise(obj: Any) -> Any:
     return obj
 
 
+def _load(up: RestrictedUnpickler, what: str) -> Any:
+    try:
+        return up.load()
+    except UnsafePickleError:
+        raise
+    except Exception as exc:  # EOFError, UnpicklingError, a stand-in called with bad arguments
+        raise UnsafePickleError(f"not a PyTorch checkpoint ({what}: {exc})") from None
+
+
 def _read_legacy(f: IO[bytes]) -> Any:
     def plain(what: str) -> Any:
-        up = RestrictedUnpickler(f, zip_format=False)
-        try:
-            return up.load()
-        except UnsafePickleError:
-            raise
-        except Exception as exc:
-            raise UnsafePickleError(f"not a PyTorch checkpoint ({what}: {exc})") from None
+        return _load(RestrictedUnpickler(f, zip_format=False), what)
 
     if plain("magic number") != _LEGACY_MAGIC:
         raise UnsafePickleError("not a PyTorch checkpoint (wrong magic number)")
@@ -220,8 +224,10 @@ def _read_legacy(f: IO[bytes]) -> Any:
     if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
         raise UnsafePickleError("big-endian checkpoints are not supported")
     up = RestrictedUnpickler(f, zip_format=False)
-    result = up.load()
+    result = _load(up, "the object")
     keys = plain("storage keys")
+    if not isinstance(keys, list):
+        raise UnsafePickleError("not a PyTorch checkpoint (no list of storage keys)")
     for key in keys:
         storage = up.storages.get(_ascii(key))
         if storage is None:
@@ -251,7 +257,7 @@ def _read_zip(path: str | os.PathLike[str]) -> Any:
         if order in zf.namelist() and zf.read(order).strip() != b"little":
             raise UnsafePickleError("big-endian checkpoints are not supported")
         up = RestrictedUnpickler(io.BytesIO(zf.read(pkl[0])), zip_format=True)
-        result = up.load()
+        result = _load(up, "data.pkl")
         for storage in up.storages.values():
             try:
                 raw = zf.read(f"{prefix}data/{storage.key}")
