@@ -70,14 +70,18 @@ class Loss(Module):
         return float(n_valid) if n_valid > 0 else 0.0
 
     def _finish(
-        self, per: np.ndarray, grad: np.ndarray, n_valid: float, requires_grad: bool
+        self, per: np.ndarray, grad: np.ndarray, n_valid: float, requires_grad: bool,
+        grad_scaled: bool = False,
     ) -> Any:
-        """``per``/``grad``: per-element loss and gradient, already zero where invalid."""
+        """``per``/``grad``: per-element loss and gradient, already zero where invalid
+        (``grad_scaled``: already divided by the reduction's denominator)."""
         denom = self._denominator(n_valid)
         value = np.asarray(0.0 if denom == 0.0 else per.sum(dtype=np.float64) / denom,
                            dtype=per.dtype)
         if not requires_grad:
             return value
+        if grad_scaled:
+            return value, _LossTape(grad)
         if denom == 0.0:
             return value, _LossTape(np.zeros_like(grad))
         return value, _LossTape(grad * grad.dtype.type(1.0 / denom))
@@ -149,24 +153,35 @@ class CrossEntropyLoss(Loss):
                 f"({self.ignore_index}), got min {tv.min()} and max {tv.max()}"
             )
         safe_t = np.where(valid, target, 0)
+        # Few passes over the [..., C] arrays (they dominate a large-vocabulary decoder's step):
+        # log-probabilities are never materialised, exp is taken in place and becomes the
+        # gradient in place.
         shifted = logits - logits.max(axis=-1, keepdims=True)
-        exp = np.exp(shifted)
+        picked = np.take_along_axis(shifted, safe_t[..., None], axis=-1)[..., 0]
+        mean_shifted = shifted.mean(axis=-1) if self.label_smoothing else None
+        exp = np.exp(shifted, out=shifted)
         sumexp = exp.sum(axis=-1, keepdims=True)
-        logp = shifted - np.log(sumexp)
-        nll = -np.take_along_axis(logp, safe_t[..., None], axis=-1)[..., 0]
+        log_z = np.log(sumexp)[..., 0]
+        nll = log_z - picked
         eps = self.label_smoothing
         per = (1.0 - eps) * nll
+        if mean_shifted is not None:
+            per = per - eps * (mean_shifted - log_z)
+        per = np.where(valid, per, 0).astype(logits.dtype)
+        n_valid = int(valid.sum())
+        if not requires_grad:
+            return self._finish(per, np.empty(0, logits.dtype), n_valid, False)
+        denom = self._denominator(n_valid)
+        scale = 0.0 if denom == 0.0 else 1.0 / denom
+        grad = exp
+        grad *= (scale / sumexp).astype(grad.dtype)  # softmax / denom
         if eps:
-            per = per - eps * logp.mean(axis=-1)
-        per = np.where(valid, per, 0)
-        grad = np.empty(0, logits.dtype)
-        if requires_grad:
-            q = np.full(logits.shape, eps / n_classes, dtype=logits.dtype)
-            np.put_along_axis(
-                q, safe_t[..., None], (1.0 - eps) + eps / n_classes, axis=-1
-            )
-            grad = (exp / sumexp - q) * valid[..., None]
-        return self._finish(per, grad.astype(logits.dtype), int(valid.sum()), requires_grad)
+            grad -= grad.dtype.type(scale * eps / n_classes)
+        at_t = np.take_along_axis(grad, safe_t[..., None], axis=-1)
+        np.put_along_axis(grad, safe_t[..., None], at_t - grad.dtype.type(scale * (1.0 - eps)),
+                          axis=-1)
+        grad[~valid] = 0
+        return self._finish(per, grad, n_valid, requires_grad, grad_scaled=True)
 
 
 class MSELoss(Loss):
