@@ -20,6 +20,8 @@ Groups:
   onnxruntime (an LSTM with ``T=1`` and ``initial_h``/``initial_c``); also one step of a batch
   of 16 streams (``latency/h512-b16``, outside the targets).
 * ``threads``: the engine on N threads vs 1 thread, forward, large-batch shapes.
+* ``recorder``: the autograd recorder's cost per recorded layer call (``overhead_us_per_call``)
+  against the layers' explicit tape API, and torch autograd.
 """
 
 from __future__ import annotations
@@ -60,10 +62,11 @@ QUICK_SHAPES: dict[str, list[Any]] = {
     "inference": [(128, 4, 10)], "packed": [(128, 4, 10)],
     "bf16": [(384, 1, 5)],  # the smallest R (2.25 MiB) where the bf16 path engages
     "training": [(128, 8, 10)], "varlen": [(64, 8, 20)], "bidir": [(64, 8, 20)],
-    "latency": [(128, 1)], "threads": [(128, 16, 10)],
+    "latency": [(128, 1)], "threads": [(128, 16, 10)], "recorder": [(8, 64)],
 }
 
 LATENCY_BLOCK = 20  # steps timed together per latency sample
+RECORDER_SHAPES = [(8, 64), (64, 256)]  # (batch, features) of the recorder-overhead rows
 
 
 @dataclass
@@ -557,6 +560,62 @@ def _threads(hidden: int, batch: int, steps: int) -> Callable[[Context], Row]:
     return run
 
 
+def _recorder(batch: int, dim: int) -> Callable[[Context], Row]:
+    """What recording costs per layer call: ``k`` chained ``Linear`` calls inside
+    ``pylstm.record()`` and one ``backward()``, against the same calls through the layer's
+    explicit ``forward(requires_grad=True)`` / ``backward(tape, dout)`` (no recorder), and
+    torch autograd; a small layer, so the bookkeeping shows."""
+    def run(ctx: Context) -> Row:
+        rng = np.random.default_rng(ctx.seed)
+        k = LATENCY_BLOCK
+        lin = pylstm.nn.Linear(dim, dim, seed=ctx.seed)
+        x = rng.standard_normal((batch, dim)).astype(np.float32)
+
+        def recorded() -> None:
+            with pylstm.record():
+                y = x
+                for _ in range(k):
+                    y = lin(y)
+                loss = y.sum()
+            loss.backward()
+
+        def explicit() -> None:
+            y, tapes = x, []
+            for _ in range(k):
+                y, tape = lin.forward(y, requires_grad=True)
+                tapes.append(tape)
+            d = np.ones_like(y)
+            for tape in reversed(tapes):
+                d = lin.backward(tape, d)
+
+        fns: dict[str, Callable[[], Any]] = {"ours": recorded, "explicit_tape": explicit}
+        notes: dict[str, str | None] = {"explicit_tape": "the layer API without the recorder"}
+        missing = anchors.torch_missing()
+        if missing:
+            notes["torch"] = f"missing: {missing}"
+        else:
+            torch = _torch(ctx.threads)
+            tl = torch.nn.Linear(dim, dim)
+            xt = torch.from_numpy(x)
+
+            def torch_run() -> None:
+                y = xt
+                for _ in range(k):
+                    y = tl(y)
+                y.sum().backward()
+
+            fns["torch"] = torch_run
+            notes["torch"] = None
+        times = measure(fns, ctx.latency_timing)
+        row = _row(ctx, f"recorder/linear-b{batch}-d{dim}", "recorder", "fwdbwd",
+                   6.0 * batch * dim * dim, times, notes, hidden=dim, input_size=dim,
+                   batch=batch, steps=1, per_call=k)
+        row["us"] = row["ms"] * 1e3
+        row["overhead_us_per_call"] = (row["ms"] - row["anchors"]["explicit_tape"]["ms"]) * 1e3
+        return row
+    return run
+
+
 def all_cases(quick: bool = False) -> list[Case]:
     """Every case, in running order; with ``quick`` the small shapes of :data:`QUICK_SHAPES`."""
     cases: list[Case] = []
@@ -584,4 +643,6 @@ def all_cases(quick: bool = False) -> list[Case]:
         add(f"latency/h{h}" + (f"-b{b}" if b > 1 else ""), "latency", _latency(h, b))
     for h, b, t in shapes("threads", LARGE_BATCH_SHAPES):
         add(f"threads/h{h}-b{b}-t{t}", "threads", _threads(h, b, t))
+    for b, d in shapes("recorder", RECORDER_SHAPES):
+        add(f"recorder/linear-b{b}-d{d}", "recorder", _recorder(b, d))
     return cases
