@@ -217,7 +217,7 @@ def test_bench_quick_runs_from_the_installed_package(tmp_path: Path) -> None:
     assert result["errors"] == [] and result["meta"]["quick"] is True
     groups = {row["group"] for row in result["rows"]}
     assert groups == {"inference", "packed", "bf16", "training", "varlen", "bidir", "latency",
-                      "threads"}
+                      "threads", "recorder"}
     assert all(row["ms"] > 0 for row in result["rows"])
 
 
