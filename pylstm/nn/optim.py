@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pylstm.errors import LstmValueError, ShapeError
+from pylstm.errors import DTypeError, LstmValueError, ShapeError
 
 from .module import Module, Parameter
 
@@ -81,21 +81,45 @@ def _refs(params: Any, what: str = "params") -> list[_Ref]:
     return out
 
 
+def _float(value: Any) -> float:
+    """``float(value)``; an int beyond any float is NaN (refused by every check here)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.nan
+
+
 def _check_lr(lr: Any) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)):
-        raise TypeError(f"lr: expected a float, got {lr!r}")
-    if not lr >= 0:
-        raise LstmValueError(f"lr: expected >= 0, got {lr}")
-    return float(lr)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating, np.integer)):
+        raise DTypeError(f"lr: expected a float, got {lr!r}")
+    if not _float(lr) >= 0:
+        raise LstmValueError(f"lr: expected >= 0, got {str(lr)[:40]}")
+    return _float(lr)
 
 
 def _number(group: dict[str, Any], key: str) -> float:
     v = group[key]
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
         raise LstmValueError(f"{key}: expected a number >= 0, got {v!r}")
-    if not float(v) >= 0:
-        raise LstmValueError(f"{key}: expected a number >= 0, got {v}")
-    return float(v)
+    if not _float(v) >= 0:
+        raise LstmValueError(f"{key}: expected a number >= 0, got {str(v)[:40]}")
+    return _float(v)
+
+
+MAX_STEP = 2**62  # a loaded step count: far more steps than any run, far below float overflow
+
+
+def _same_kind(saved: Any, live: Any) -> bool:
+    """A loaded option has the kind of the live one (a bool for a bool, a number for a
+    number, a list of the same length for a list)."""
+    if isinstance(live, bool):
+        return isinstance(saved, bool)
+    if isinstance(live, (int, float, np.integer, np.floating)):
+        return isinstance(saved, (int, float, np.integer, np.floating)) and not isinstance(
+            saved, bool)
+    if isinstance(live, (list, tuple)):
+        return isinstance(saved, (list, tuple)) and len(saved) == len(live)
+    return True
 
 
 class Optimizer:
@@ -143,6 +167,11 @@ class Optimizer:
 
     def _validate_group(self, group: dict[str, Any], index: int) -> None:
         group["lr"] = _check_lr(group["lr"])
+
+    def _state_keys(self, group: dict[str, Any]) -> tuple[set[str], set[str]] | None:
+        """``(required, allowed)`` keys of a parameter's non-empty state under ``group``'s
+        options, checked by :meth:`load_state_dict` (``None``: not checked)."""
+        return None
 
     @property
     def lr(self) -> float:
@@ -202,9 +231,11 @@ class Optimizer:
 
         Everything is validated first (every option as the constructor validates it, every
         state entry's type, shape and dtype); on any problem nothing changes."""
-        if not isinstance(state_dict, dict) or not {"param_groups", "state"} <= set(state_dict):
-            raise LstmValueError("state_dict: expected a dict with 'param_groups' and 'state', "
-                                 f"got {type(state_dict).__name__}")
+        if not isinstance(state_dict, dict) or set(state_dict) != {"param_groups", "state"}:
+            got = sorted(map(str, state_dict)) if isinstance(state_dict, dict) else \
+                type(state_dict).__name__
+            raise LstmValueError("state_dict: expected a dict with the keys 'param_groups' and "
+                                 f"'state', got {got}")
         groups = state_dict["param_groups"]
         if not isinstance(groups, list) or len(groups) != len(self.param_groups):
             got = len(groups) if isinstance(groups, list) else type(groups).__name__
@@ -217,22 +248,30 @@ class Optimizer:
                 raise LstmValueError(f"state_dict: param_groups[{i}]: expected a dict with "
                                      f"'params', got {type(saved).__name__}")
             names = [r.name for r in group["params"]]
-            if list(saved["params"]) != names:
+            if not isinstance(saved["params"], list) or saved["params"] != names:
                 raise LstmValueError(
-                    f"state_dict: param_groups[{i}] names {list(saved['params'])} differ from "
+                    f"state_dict: param_groups[{i}] names {saved['params']!r} differ from "
                     f"the optimiser's {names}"
                 )
             unknown = set(saved) - set(self.defaults) - set(group) - {"params"}
             if unknown:
                 raise LstmValueError(f"state_dict: param_groups[{i}]: unknown options "
                                      f"{sorted(unknown)}")
+            for key, value in saved.items():
+                if key != "params" and key in group and not _same_kind(value, group[key]):
+                    raise LstmValueError(f"state_dict: param_groups[{i}]: {key}: expected a "
+                                         f"value like {group[key]!r}, got {value!r}")
             trial = {**group, **{k: v for k, v in saved.items() if k != "params"}}
             try:
                 self._validate_group(trial, i)
+                if "initial_lr" in trial:  # added by a schedule: a rate like lr
+                    trial["initial_lr"] = _check_lr(trial["initial_lr"])
             except (TypeError, ValueError) as exc:
                 raise LstmValueError(f"state_dict: param_groups[{i}]: {exc}") from None
             restored.append(trial)
         by_name = {r.name: r for g in self.param_groups for r in g["params"]}
+        group_of = {r.name: trial for trial, g in zip(restored, self.param_groups, strict=True)
+                    for r in g["params"]}
         saved_state = state_dict["state"]
         if not isinstance(saved_state, dict):
             raise LstmValueError(f"state_dict: state: expected a dict, got "
@@ -255,13 +294,21 @@ class Optimizer:
                         )
                     entry[k] = v.copy()
                 elif k == "step":
-                    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or \
+                            not 0 <= v <= MAX_STEP:
                         raise LstmValueError(f"state_dict: state[{name!r}]['step']: expected an "
-                                             f"integer >= 0, got {v!r}")
+                                             f"integer in [0, 2**62], got {str(v)[:40]}")
                     entry[k] = int(v)
                 else:
                     raise LstmValueError(f"state_dict: state[{name!r}][{k!r}]: expected an "
                                          f"array, got {type(v).__name__}")
+            keys = self._state_keys(group_of[name])
+            if entry and keys is not None and not keys[0] <= set(entry) <= keys[1]:
+                required, allowed = keys
+                extra = f" (and optionally {sorted(allowed - required)})" if allowed - required \
+                    else ""
+                raise LstmValueError(f"state_dict: state[{name!r}]: expected the keys "
+                                     f"{sorted(required)}{extra}, got {sorted(entry)}")
             new_state[name] = entry
         for trial, group in zip(restored, self.param_groups, strict=True):
             group.update(trial)
@@ -302,6 +349,9 @@ class SGD(Optimizer):
                 "nesterov: needs momentum > 0 and dampening == 0, got "
                 f"momentum={group['momentum']}, dampening={group['dampening']}"
             )
+
+    def _state_keys(self, group: dict[str, Any]) -> tuple[set[str], set[str]] | None:
+        return set(), {"momentum_buffer"}
 
     def _update(
         self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
@@ -352,13 +402,18 @@ class Adam(Optimizer):
         raw = group["betas"]
         ok = (isinstance(raw, (tuple, list)) and len(raw) == 2
               and all(isinstance(b, (int, float, np.floating)) and not isinstance(b, bool)
-                      and 0.0 <= float(b) < 1.0 for b in raw))
+                      and 0.0 <= _float(b) < 1.0 for b in raw))
         if not ok:
             raise LstmValueError(f"betas: expected two numbers in [0, 1), got {raw!r}")
         group["betas"] = [float(b) for b in raw]
         for key in ("eps", "weight_decay"):
             group[key] = _number(group, key)
         group["amsgrad"] = bool(group["amsgrad"])
+
+    def _state_keys(self, group: dict[str, Any]) -> tuple[set[str], set[str]] | None:
+        keys = {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if group["amsgrad"]
+                                                    else set())
+        return keys, keys
 
     def _update(
         self, p: np.ndarray, g: np.ndarray, state: dict[str, Any], group: dict[str, Any]
