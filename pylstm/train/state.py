@@ -40,6 +40,8 @@ OPTIMIZER = "checkpoint/optimizer.safetensors"
 STATE = "checkpoint/state.json"
 HISTORY = "history.json"
 STOP_REASONS = (None, "epochs", "max_steps", "time_budget", "patience")
+_KEYS = {"format", "version", "seed", "threads", "options", "epoch", "step", "best",
+         "best_epoch", "bad_epochs", "elapsed", "stopped", "history", "rng_states", "optimizer"}
 
 
 @dataclass
@@ -104,6 +106,11 @@ def _state_from_json(doc: Any, where: str) -> TrainState:
         _fail("format", repr(FORMAT), doc.get("format"), where)
     if doc.get("version") != VERSION:
         _fail("version", str(VERSION), doc.get("version"), where)
+    missing, unexpected = sorted(_KEYS - set(doc)), sorted(set(doc) - _KEYS - {"scheduler"})
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: expected the keys {sorted(_KEYS)} (and optionally "
+                              f"['scheduler']), got missing {missing} and unexpected "
+                              f"{unexpected}")
     _count(doc, "epoch", where)
     _count(doc, "step", where)
     _count(doc, "bad_epochs", where)
