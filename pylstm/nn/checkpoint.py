@@ -146,6 +146,10 @@ def save_checkpoint(
     return out
 
 
+_REQUIRED = {"format", "version", "config", "parameters", "rng_states", "files"}
+_OPTIONAL = {"optimizer", "scheduler", "pending"}
+
+
 def _read_config(src: Path) -> dict[str, Any]:
     path = src / CONFIG
     if not path.is_file():
@@ -157,14 +161,49 @@ def _read_config(src: Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format: expected {FORMAT!r}, got "
                               f"{meta.get('format')!r}")
-    if meta.get("version") != VERSION:
+    if meta.get("version") != VERSION or isinstance(meta.get("version"), bool):
         raise CheckpointError(f"{path}: version: expected {VERSION}, got {meta.get('version')!r}"
                               " (version 1 checkpoints have no digests; save them again)")
-    if not isinstance(meta.get("config"), dict):
+    missing = sorted(_REQUIRED - set(meta))
+    unexpected = sorted(set(meta) - _REQUIRED - _OPTIONAL)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: expected the keys {sorted(_REQUIRED)} (and optionally "
+                              f"{sorted(_OPTIONAL)}), got missing {missing} and unexpected "
+                              f"{unexpected}")
+    if not isinstance(meta["config"], dict):
         raise CheckpointError(f"{path}: config: expected an object, got "
-                              f"{_short(meta.get('config'))}")
+                              f"{_short(meta['config'])}")
+    _check_parameters(meta["parameters"], str(path))
     check_files(meta, str(path))
     return recover_files(src, CONFIG, meta, allow_nan=True)
+
+
+def _check_parameters(params: Any, where: str) -> None:
+    """``parameters``: name -> ``{"shape": [int >= 0, ...], "dtype": str}``."""
+    if not isinstance(params, dict):
+        raise CheckpointError(f"{where}: parameters: expected an object of parameter names to "
+                              f"shapes and dtypes, got {_short(params)}")
+    for name, entry in params.items():
+        ok = (isinstance(entry, dict) and set(entry) == {"shape", "dtype"}
+              and isinstance(entry["shape"], list) and isinstance(entry["dtype"], str)
+              and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                      for d in entry["shape"]))
+        if not ok:
+            raise CheckpointError(f"{where}: parameters[{name!r}]: expected {{\"shape\": "
+                                  f"[integers >= 0], \"dtype\": string}}, got {_short(entry)}")
+
+
+def _check_recorded(params: dict[str, Any], tensors: Mapping[str, np.ndarray],
+                    where: str) -> None:
+    """The weights file holds exactly the parameters config.json records."""
+    actual = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in tensors.items()}
+    if actual != params:
+        names = sorted(set(actual) | set(params))
+        diff = [n for n in names if actual.get(n) != params.get(n)]
+        first = diff[0]
+        raise CheckpointError(f"{where}: parameters[{first!r}]: expected what {WEIGHTS} holds, "
+                              f"{actual.get(first)}, got {params.get(first)} ({len(diff)} "
+                              "parameters differ)")
 
 
 def load_checkpoint(
@@ -187,6 +226,7 @@ def load_checkpoint(
     if model is not None:
         tensors = parse_tensors(read_verified(src, WEIGHTS, meta["files"], where),
                                 str(src / WEIGHTS))
+        _check_recorded(meta["parameters"], tensors, where)
     opt_arrays = None
     if optimizer is not None and "optimizer" in meta:
         opt_arrays = parse_tensors(read_verified(src, OPTIMIZER, meta["files"], where),

@@ -20,7 +20,9 @@ from .checkpoint_io import short
 from .module import Module
 from .optim import Optimizer
 
-__all__ = ["capture_state", "check_like", "restore_state"]
+__all__ = ["MAX_STEP", "capture_state", "check_like", "restore_state"]
+
+MAX_STEP = 2**62  # more optimiser steps than any run takes; far below float overflow
 
 
 def _describe(value: Any) -> str:
@@ -139,13 +141,16 @@ def _checked_rng_states(model: Module, states: Any, strict: bool, where: str
         if name not in rngs:
             continue
         rng = rngs[name]
-        trial = type(rng.bit_generator)()  # validate on a scratch generator first
+        kind = type(rng.bit_generator).__name__
+        # The live state's keys and kinds first (numpy itself reads 1.5 as 1 and True as 1),
+        # then the values on a scratch generator: numpy checks their ranges.
+        trial = type(rng.bit_generator)()
         try:
+            check_like(state, rng.bit_generator.state, "state")
             trial.state = state
-        except (TypeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{where}: rng_states[{name!r}]: expected a "
-                                  f"{type(rng.bit_generator).__name__} state, got "
-                                  f"{short(state)} ({exc})") from None
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            raise CheckpointError(f"{where}: rng_states[{name!r}]: expected a {kind} state, "
+                                  f"got {short(state)} ({exc})") from None
         out.append((rng, state))
     return out
 
@@ -168,6 +173,10 @@ def _checked_optimizer_state(optimizer: Optimizer, saved: Any, arrays: Mapping[s
         if not isinstance(group, dict):
             raise CheckpointError(f"{where}: optimizer.param_groups[{i}]: expected an object, "
                                   f"got {short(group)}")
+        missing = sorted(set(live) - set(group) - {"initial_lr"})  # a schedule adds that one
+        if missing:
+            raise CheckpointError(f"{where}: optimizer.param_groups[{i}]: expected the options "
+                                  f"{sorted(live)}, got missing {missing}")
         for key, value in group.items():
             if key in live:
                 check_like(value, live[key], f"{where}: optimizer.param_groups[{i}].{key}")
@@ -178,9 +187,16 @@ def _checked_optimizer_state(optimizer: Optimizer, saved: Any, arrays: Mapping[s
     state: dict[str, dict[str, Any]] = {}
     for name, entry in scalars.items():
         for key, value in entry.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                    key == "step" and not isinstance(value, int)):
-                expected = "an integer" if key == "step" else "a number"
+            if key == "step":  # an optimiser step count: Adam raises beta ** step to it
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                expected = "an integer"
+                if ok and not 0 <= value <= MAX_STEP:
+                    ok, expected = False, "an integer in [0, 2**62]"
+            else:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+                    not (isinstance(value, float) and value != value)
+                expected = "a number"
+            if not ok:
                 raise CheckpointError(f"{where}: optimizer.scalar_state[{name!r}].{key}: "
                                       f"expected {expected}, got {short(value)}")
         state[name] = dict(entry)

@@ -40,6 +40,12 @@ def _check_optimizer(optimizer: Any) -> Optimizer:
 # ----------------------------------------------------------------------------- value checks
 # One check per kind of value, shared by the constructors and load_state_dict (whose messages
 # are prefixed with "state_dict: "). Python and numpy numbers are accepted, never bools.
+def _r(value: Any) -> str:
+    """``repr(value)``, shortened for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
@@ -51,20 +57,24 @@ def _is_number(value: Any) -> bool:
 
 def _positive_int(value: Any, name: str) -> int:
     if not _is_int(value) or value <= 0:
-        raise LstmValueError(f"{name}: expected a positive int, got {value!r}")
+        raise LstmValueError(f"{name}: expected a positive int, got {_r(value)}")
     return int(value)
 
 
 def _count(value: Any, name: str) -> int:
     if not _is_int(value) or value < 0:
-        raise LstmValueError(f"{name}: expected an int >= 0, got {value!r}")
+        raise LstmValueError(f"{name}: expected an int >= 0, got {_r(value)}")
     return int(value)
 
 
 def _finite(value: Any, name: str, what: str, ok: Callable[[float], bool]) -> float:
-    if not _is_number(value) or not math.isfinite(float(value)) or not ok(float(value)):
-        raise LstmValueError(f"{name}: expected {what}, got {value!r}")
-    return float(value)
+    try:
+        v = float(value) if _is_number(value) else math.nan
+    except OverflowError:  # an int beyond any float
+        v = math.inf
+    if not math.isfinite(v) or not ok(v):
+        raise LstmValueError(f"{name}: expected {what}, got {_r(value)}")
+    return v
 
 
 def _positive(value: Any, name: str) -> float:
@@ -86,14 +96,14 @@ def _open_unit(value: Any, name: str) -> float:
 def _rates(value: Any, name: str, n: int) -> list[float]:
     if not isinstance(value, (list, tuple)) or len(value) != n:
         raise LstmValueError(f"{name}: expected a list of {n} rates (one per parameter group), "
-                             f"got {value!r}")
+                             f"got {_r(value)}")
     return [_nonneg(v, f"{name}[{i}]") for i, v in enumerate(value)]
 
 
 def _choice(*choices: str) -> Check:
     def check(value: Any, name: str) -> str:
         if not isinstance(value, str) or value not in choices:
-            raise LstmValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+            raise LstmValueError(f"{name}: expected one of {list(choices)}, got {_r(value)}")
         return value
 
     return check
@@ -116,7 +126,7 @@ def _like(current: Any) -> Check:
         else:
             ok = True
         if not ok:
-            raise LstmValueError(f"{name}: expected a value like {current!r}, got {value!r}")
+            raise LstmValueError(f"{name}: expected a value like {_r(current)}, got {_r(value)}")
         return value
 
     return check
@@ -252,7 +262,7 @@ class ExponentialLR(LRScheduler):
 def _warmup(value: Any, name: str, total_steps: int) -> int:
     if not _is_int(value) or not 0 <= value < total_steps:
         raise LstmValueError(f"{name}: expected an int in [0, total_steps={total_steps}), "
-                             f"got {value!r}")
+                             f"got {_r(value)}")
     return int(value)
 
 
@@ -342,7 +352,7 @@ class ReduceLROnPlateau:
         counts as a bad step)."""
         if not _is_number(metric) and not (isinstance(metric, np.ndarray) and metric.ndim == 0
                                            and _is_number(metric[()])):
-            raise DTypeError(f"metric: expected a number, got {metric!r}")
+            raise DTypeError(f"metric: expected a number, got {_r(metric)}")
         current = float(metric)
         self.last_epoch += 1
         if self._is_better(current):
@@ -377,9 +387,14 @@ class ReduceLROnPlateau:
         n = len(self.optimizer.param_groups)
 
         def best(value: Any, name: str) -> float:  # +-inf before the first metric
-            if not _is_number(value) or math.isnan(float(value)):
-                raise LstmValueError(f"{name}: expected a number (or +-Infinity), got {value!r}")
-            return float(value)
+            try:
+                v = float(value) if _is_number(value) else math.nan
+            except OverflowError:  # an int beyond any float
+                v = math.nan
+            if math.isnan(v):
+                raise LstmValueError(f"{name}: expected a number (or +-Infinity), got "
+                                     f"{_r(value)}")
+            return v
 
         new = _checked_state(self, state, {
             "mode": _choice("min", "max"), "factor": _open_unit, "patience": _count,

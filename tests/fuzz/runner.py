@@ -25,14 +25,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from oracle import judge  # noqa: E402
 
+TARGETS = ("functional", "modules", "files", "cli")
+
 
 def _generator(target: str):
     if target == "functional":
         from cases_functional import make_case
     elif target == "modules":
         from cases_modules import make_case
+    elif target == "files":
+        from cases_files import make_case
+    elif target == "cli":
+        from cases_cli import make_case
     else:
-        raise SystemExit(f"--target: expected 'functional' or 'modules', got {target!r}")
+        raise SystemExit(f"--target: expected one of {list(TARGETS)}, got {target!r}")
     return make_case
 
 
