@@ -16,15 +16,35 @@ which records every file's digest, is rewritten last (through a ``pending`` jour
 :func:`pylstm.nn.checkpoint.commit_files`): a kill at any moment leaves a consistent folder.
 Every read checks the file's size and sha256 against run.json first, so a flipped bit is an
 error naming the file, never a silently different model.
+
+**One writer at a time.** A process that writes a run for a while (``pylstm train``, a
+``--resume``) holds the folder's lock: ``Run.create(..., lock=True)``,
+``Run.open(..., lock=True)`` or ``with run.locked_for_writing():``. It is an ``fcntl.flock``
+on ``run.lock`` inside the folder, holding the holder's pid; the kernel releases it when the
+process ends, however it ends (a SIGKILL too), so a stale ``run.lock`` never blocks anyone.
+While it is held, every other process's write (and a second lock) is refused with an error
+naming the folder and the holder's pid, instead of interleaving commits. A write by a process
+that holds no lock takes it for the commit's duration. Readers (``Run.open``,
+``pylstm.load``) take no lock; one that finds a commit in progress waits for it to finish.
+Within one process the lock is shared (a second ``Run`` of the same folder may write). Where
+``fcntl`` does not exist (Windows) there is no lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
-from collections.abc import Callable, Mapping
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 
@@ -42,9 +62,10 @@ from pylstm.nn.checkpoint import (
     tensors_writer,
 )
 
-__all__ = ["RUN_FILE", "STATUSES", "Run"]
+__all__ = ["LOCK_FILE", "RUN_FILE", "STATUSES", "Run", "lock_holder"]
 
 RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"
 FORMAT = "pylstm.run"
 VERSION = 1
 STATUSES = ("running", "complete", "interrupted", "failed")
@@ -108,15 +129,130 @@ def _check_manifest(data: Any, path: Path) -> dict[str, Any]:
     return data
 
 
+# ----------------------------------------------------------------------------- the folder lock
+# This process's locks: the folder's (st_dev, st_ino) -> [fd of run.lock, holders]. flock
+# treats two open() of one file as two owners even in one process, so the process keeps one
+# descriptor per folder and counts the Runs that hold it.
+_HELD: dict[tuple[int, int], list[int]] = {}
+_COMMIT_WAIT = 10.0  # seconds a reader waits for another process's commit to finish
+
+
+def _forget_locks_in_child() -> None:
+    """A forked child does not hold its parent's locks: close the inherited descriptors (the
+    parent's lock stays) so the child's writes ask for the lock like anyone else's."""
+    for fd, _ in _HELD.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
+
+
+def _key(folder: Path) -> tuple[int, int]:
+    st = os.stat(folder)
+    return st.st_dev, st.st_ino
+
+
+def _read_pid(lock: Path) -> int | None:
+    for _ in range(20):  # the holder writes its pid right after taking the lock
+        try:
+            text = lock.read_text().strip()
+        except OSError:
+            return None
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.005)
+    return None
+
+
+def _busy(folder: Path, pid: int | None) -> CheckpointError:
+    who = f"process {pid}" if pid is not None else "another process"
+    return CheckpointError(
+        f"{folder}: the run folder is being written by {who} (it holds {LOCK_FILE}); wait "
+        "for it to finish or stop it, then try again")
+
+
+def _try_lock(folder: Path, *, create: bool) -> int | None:
+    """The descriptor of ``folder/run.lock`` locked by this process (``None`` if the file
+    does not exist and ``create`` is false); a CheckpointError naming the holder if another
+    process holds it."""
+    path = folder / LOCK_FILE
+    flags = os.O_RDWR | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise _busy(folder, _read_pid(path)) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _acquire(folder: Path, *, create: bool = True) -> tuple[int, int] | None:
+    """Hold ``folder``'s lock for this process once more; returns its key (``None``: no
+    lock file and not ``create``, or no fcntl)."""
+    if fcntl is None:  # pragma: no cover - Windows
+        return None
+    key = _key(folder)
+    held = _HELD.get(key)
+    if held is not None:
+        held[1] += 1
+        return key
+    fd = _try_lock(folder, create=create)
+    if fd is None:
+        return None
+    _HELD[key] = [fd, 1]
+    return key
+
+
+def _release(key: tuple[int, int] | None) -> None:
+    held = _HELD.get(key) if key is not None else None
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _HELD[key]  # type: ignore[arg-type]
+        with contextlib.suppress(OSError):
+            os.close(held[0])  # closing the only descriptor releases the flock
+
+
+def lock_holder(path: str | os.PathLike[str]) -> int | None:
+    """The pid of the process holding the run folder's lock (this process's own pid when it
+    holds it), or ``None`` when nobody does."""
+    folder = Path(path)
+    if fcntl is None or not (folder / LOCK_FILE).is_file():
+        return None
+    if _key(folder) in _HELD:
+        return os.getpid()
+    try:
+        fd = _try_lock(folder, create=False)
+    except CheckpointError:
+        return _read_pid(folder / LOCK_FILE) or -1
+    if fd is not None:
+        os.close(fd)
+    return None
+
+
 def _check_name(name: Any) -> str:
     """A file name inside the run folder: relative, no '..', not run.json itself."""
     if not isinstance(name, str) or not name:
         raise LstmValueError(f"name: expected a non-empty relative file name, got {name!r}")
     parts = Path(name).parts
-    if Path(name).is_absolute() or ".." in parts or name in (RUN_FILE,) or \
+    if Path(name).is_absolute() or ".." in parts or name in (RUN_FILE, LOCK_FILE) or \
             name.endswith(".partial") or "\\" in name:
         raise LstmValueError(f"name: expected a relative file name inside the run folder "
-                             f"(not {RUN_FILE}, no '..'), got {name!r}")
+                             f"(not {RUN_FILE} or {LOCK_FILE}, no '..'), got {name!r}")
     return Path(*parts).as_posix()
 
 
@@ -128,15 +264,19 @@ class Run:
         """Use :meth:`create` or :meth:`open`."""
         self._path = path
         self._manifest = manifest
+        self._lock: tuple[int, int] | None = None
+        self._unlock: weakref.finalize | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, task: str, options: Mapping[str, Any],
-               seed: int, threads: int | None = None) -> Run:
+               seed: int, threads: int | None = None, lock: bool = False) -> Run:
         """Make the run folder and write run.json with status ``"running"``.
 
         Refuses a folder that holds files but no run.json, and one that holds a run already
-        (complete or not: an incomplete one is resumed, not recreated)."""
+        (complete or not: an incomplete one is resumed, not recreated). With ``lock`` the
+        folder's lock is taken before run.json is written and held until :meth:`close` (see
+        the module docstring)."""
         path = Path(path)
         if not isinstance(task, str) or not task:
             raise LstmValueError(f"task: expected a non-empty string, got {task!r}")
@@ -156,10 +296,15 @@ class Run:
             raise CheckpointError(f"path: {path} holds an incomplete run (status {status}); "
                                   f"resume it (pylstm train TASK --resume {path}) or choose "
                                   "another folder")
-        if path.is_dir() and any(path.iterdir()):
+        if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()):
             raise CheckpointError(f"path: {path} holds files but no {RUN_FILE}, so it is not "
                                   "a run folder; choose an empty or a new folder")
         path.mkdir(parents=True, exist_ok=True)
+        key = _acquire(path) if lock else None
+        if lock and (path / RUN_FILE).exists():  # another process created it meanwhile
+            _release(key)
+            raise CheckpointError(f"path: {path} holds a run already (created while this one "
+                                  "was being made); choose another folder")
         now = _now()
         manifest = {
             "format": FORMAT, "version": VERSION, "task": task, "status": "running",
@@ -168,22 +313,36 @@ class Run:
             "files": {},
         }
         run = cls(path, manifest)
-        run._commit({})
+        if key is not None:
+            run._hold(key)
+        try:
+            run._commit({})
+        except BaseException:
+            run.close()
+            raise
         return run
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, require_complete: bool = True) -> Run:
+    def open(cls, path: str | os.PathLike[str], *, require_complete: bool = True,
+             lock: bool = False) -> Run:
         """Open a run folder, validating run.json completely (and finishing a save that a
         kill interrupted after its commit point). With ``require_complete`` an incomplete
-        run is an error saying how to resume it."""
+        run is an error saying how to resume it. With ``lock`` (a process that will write,
+        such as a resume) the folder's lock is taken first and held until :meth:`close`."""
         path = Path(path)
         file = path / RUN_FILE
         if not file.is_file():
             raise CheckpointError(f"path: expected a run folder, got {str(path)!r} (no "
                                   f"{RUN_FILE})")
-        manifest = _check_manifest(read_json(file), file)
-        manifest = recover_files(path, RUN_FILE, manifest)
-        run = cls(path, manifest)
+        key = _acquire(path) if lock else None
+        try:
+            manifest = _open_manifest(path, file, held=key is not None)
+            run = cls(path, manifest)
+        except BaseException:
+            _release(key)
+            raise
+        if key is not None:
+            run._hold(key)
         if require_complete and run.status != "complete":
             why = f": {run.message}" if run.message else ""
             raise CheckpointError(
@@ -191,6 +350,50 @@ class Run:
                 f"`pylstm train {run.task} --resume {path}` (or pylstm.train.Trainer(..., "
                 f"run=Run.open(path, require_complete=False)).resume(...))")
         return run
+
+    # ------------------------------------------------------------------ the lock
+    def _hold(self, key: tuple[int, int]) -> None:
+        self._lock = key
+        self._unlock = weakref.finalize(self, _release, key)  # a dropped Run lets go
+
+    @property
+    def locked(self) -> bool:
+        """Whether this Run holds the folder's lock (a forked child never does)."""
+        return self._lock is not None and self._lock in _HELD
+
+    def lock(self) -> None:
+        """Take the folder's lock (held until :meth:`close`); a CheckpointError naming the
+        holder's pid if another process holds it. A no-op when this Run holds it."""
+        if not self.locked:
+            self.close()
+            key = _acquire(self._path)
+            if key is not None:
+                self._hold(key)
+
+    def close(self) -> None:
+        """Let go of the folder's lock, if this Run holds it (the Run stays readable; a
+        later write takes the lock for its commit)."""
+        if self._unlock is not None:
+            self._unlock()  # calls _release once, and never again at garbage collection
+        self._lock = self._unlock = None
+
+    @contextlib.contextmanager
+    def locked_for_writing(self) -> Iterator[Run]:
+        """``with run.locked_for_writing():`` holds the lock for the block (if this Run did
+        not hold it already, it lets go at the end)."""
+        had = self.locked
+        self.lock()
+        try:
+            yield self
+        finally:
+            if not had:
+                self.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -348,8 +551,38 @@ class Run:
         self._commit({}, status=status, message=message)
 
     def _commit(self, writes: Mapping[str, Callable[[Path], None]], **changes: Any) -> None:
-        manifest = {**self._manifest, **changes, "updated": _now()}
-        self._manifest = commit_files(self._path, RUN_FILE, manifest, writes)
+        # Without the lock, take it for this commit: refused while another process holds it.
+        # (No lock file: nobody ever locked the folder, and none is made for one commit.)
+        key = None if self.locked else _acquire(self._path, create=False)
+        try:
+            manifest = {**self._manifest, **changes, "updated": _now()}
+            self._manifest = commit_files(self._path, RUN_FILE, manifest, writes)
+        finally:
+            _release(key)
+
+
+def _open_manifest(path: Path, file: Path, *, held: bool) -> dict[str, Any]:
+    """run.json validated, with a commit that a kill interrupted finished. A commit that
+    another process is making right now (it holds the lock) is waited for, not finished."""
+    deadline = time.monotonic() + _COMMIT_WAIT
+    while True:
+        manifest = _check_manifest(read_json(file), file)
+        if not manifest.get("pending"):
+            return manifest
+        if held:
+            return recover_files(path, RUN_FILE, manifest)
+        try:
+            key = _acquire(path, create=False)
+        except CheckpointError as busy:
+            if time.monotonic() > deadline:
+                raise CheckpointError(f"{file}: a save is still in progress after "
+                                      f"{_COMMIT_WAIT:.0f} s ({busy})") from None
+            time.sleep(0.02)
+            continue
+        try:  # nobody is writing: the writer was killed mid-commit; finish its renames
+            return recover_files(path, RUN_FILE, _check_manifest(read_json(file), file))
+        finally:
+            _release(key)
 
 
 def _peek_status(path: Path) -> str:
