@@ -72,7 +72,16 @@ def _resume_run(task: Task, args: argparse.Namespace, given: dict[str, Any]) -> 
 
     if args.out is not None:
         raise TaskError("--out: a resumed run continues in its own folder (--resume RUN_DIR)")
-    run = Run.open(args.resume, require_complete=False)
+    run = Run.open(args.resume, require_complete=False, lock=True)  # one writer at a time
+    try:
+        return _check_resume(task, args, given, run)
+    except BaseException:
+        run.close()
+        raise
+
+
+def _check_resume(task: Task, args: argparse.Namespace, given: dict[str, Any],
+                  run: Any) -> tuple[Any, Any]:
     if run.status == "complete":
         raise TaskError(f"--resume: {args.resume} is a complete run; nothing to resume")
     if run.task != task.name:
@@ -111,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         created = _missing_parents(out)
         run = Run.create(out, task=task.name, options=options_to_dict(options),
                          seed=0 if args.seed is None else args.seed,
-                         threads=args.threads or pylstm.get_num_threads())
+                         threads=args.threads or pylstm.get_num_threads(), lock=True)
     ctx = RunContext(out_dir=Path(run.path), seed=run.seed, backend=args.backend,
                      threads=run.threads, quiet=args.quiet, resume=args.resume is not None)
     try:
@@ -136,6 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not run.files and args.resume is None:
             _discard(run, created)
         raise
+    finally:
+        run.close()  # the folder's lock (another process may resume it now)
     if not args.quiet:
         print_metrics(f"{task.name}: held-out metrics", metrics)
     ctx.log(f"wrote {run.path}")
