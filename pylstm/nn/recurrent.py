@@ -13,6 +13,7 @@ dc_n)))`` (any of the output gradients may be ``None``). The cell: ``h, c = cell
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,11 @@ class _EngineModule(Module):
 
     def _init_params(self, shapes: Mapping[str, tuple[int, ...]], hidden: int) -> None:
         self._param_shapes = dict(shapes)
-        bound = 1.0 / np.sqrt(hidden)
+        try:  # math.sqrt: numpy has no sqrt of an int beyond int64
+            bound = 1.0 / math.sqrt(hidden)
+        except OverflowError:
+            raise PylstmMemoryError(f"hidden_size: {str(hidden)[:40]} is beyond any machine's "
+                                    "memory") from None
         for name, shape in shapes.items():
             try:
                 values = self._rng.uniform(-bound, bound, shape).astype(self.dtype)
