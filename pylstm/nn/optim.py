@@ -232,10 +232,10 @@ class Optimizer:
         Everything is validated first (every option as the constructor validates it, every
         state entry's type, shape and dtype); on any problem nothing changes."""
         if not isinstance(state_dict, dict) or set(state_dict) != {"param_groups", "state"}:
-            got = sorted(map(str, state_dict)) if isinstance(state_dict, dict) else \
+            found = sorted(map(str, state_dict)) if isinstance(state_dict, dict) else \
                 type(state_dict).__name__
             raise LstmValueError("state_dict: expected a dict with the keys 'param_groups' and "
-                                 f"'state', got {got}")
+                                 f"'state', got {found}")
         groups = state_dict["param_groups"]
         if not isinstance(groups, list) or len(groups) != len(self.param_groups):
             got = len(groups) if isinstance(groups, list) else type(groups).__name__
