@@ -469,12 +469,12 @@ class Run:
         self.read_bytes(name)
         return self.file(name)
 
-    def write_files(self, writes: Mapping[str, Callable[[Path], None]]) -> None:
+    def write_files(self, writes: Mapping[str, Callable[[Path], object]]) -> None:
         """Write several files as one commit (name -> ``write(tmp_path)``): after a kill
         either all of them are new or none."""
         self._commit({_check_name(n): w for n, w in writes.items()})
 
-    def add_file(self, name: str, write: Callable[[Path], None]) -> Path:
+    def add_file(self, name: str, write: Callable[[Path], object]) -> Path:
         """Write a file with ``write(tmp_path)`` (e.g. ``tokenizer.save``) and record its
         digest; returns its final path."""
         self.write_files({name: write})
@@ -493,7 +493,7 @@ class Run:
                      config: Mapping[str, Any] | None = None) -> None:
         """``<name>.safetensors`` (+ ``config`` as ``<name>.json``), one atomic commit."""
         base = _check_name(name)
-        writes: dict[str, Callable[[Path], None]] = {
+        writes: dict[str, Callable[[Path], object]] = {
             f"{base}.safetensors": tensors_writer(tensors, str(self.file(base + ".safetensors")))
         }
         if config is not None:
@@ -550,7 +550,7 @@ class Run:
             raise DTypeError(f"message: expected a string, got {type(message).__name__}")
         self._commit({}, status=status, message=message)
 
-    def _commit(self, writes: Mapping[str, Callable[[Path], None]], **changes: Any) -> None:
+    def _commit(self, writes: Mapping[str, Callable[[Path], object]], **changes: Any) -> None:
         # Without the lock, take it for this commit: refused while another process holds it.
         # (No lock file: nobody ever locked the folder, and none is made for one commit.)
         key = None if self.locked else _acquire(self._path, create=False)

@@ -23,7 +23,7 @@ from pylstm.errors import CheckpointError, DTypeError, LstmValueError
 __all__ = ["Writer", "dump_json", "parse_json", "parse_tensors", "read_json", "short",
            "tensors_writer"]
 
-Writer = Callable[[Path], None]
+Writer = Callable[[Path], object]  # what it returns (e.g. write_bytes's count) is unused
 
 
 def short(value: Any, limit: int = 60) -> str:

@@ -285,7 +285,7 @@ def restore_state(model: Module | None, model_tensors: Mapping[str, np.ndarray] 
             raise CheckpointError(f"{where}: optimizer: {exc}") from None
         for group, extra in zip(optimizer.param_groups, extras, strict=True):  # type: ignore
             group.update(extra)
-    if sched_state is not None:
+    if sched_state is not None and scheduler is not None:
         scheduler.load_state_dict(sched_state)
     if model is not None:
         model.load_state_dict(dict(model_tensors or {}), strict=strict)

@@ -637,9 +637,11 @@ class Loader:
     ignores: tuple[tuple, ...] = ()  # JSON subtrees of the files it parses that it never reads
     strict: bool = True  # refuses missing and unexpected tensor names
     model: bool = True  # loads the arrays into a model
-    # the task plugin passes the arrays to Module.load_state_dict, whose errors name the key
-    # ("state_dict: ...") but cannot know the file
+    # The task plugin builds the model from model.json and passes the arrays to
+    # Module.load_state_dict: those errors name the argument or the key ("hidden_size: ...",
+    # "state_dict: ...") but cannot know the file.
     state_dict: bool = False
+    optional: frozenset[str] = frozenset()  # read when recorded, fine when not
 
 
 def _fresh(t: Template) -> tuple[Net, Any, Any]:
@@ -709,7 +711,7 @@ def _run_loaders(t: Template) -> list[Loader]:
             lambda: Run.open(folder), None, None), model=False),
         Loader("Run.load_tensors", model_files, model_files, lambda folder, t: (
             lambda: Run.open(folder, require_complete=False).load_tensors("model"), None,
-            None), model=False),
+            None), model=False, optional=frozenset({"model.json"})),  # the config is optional
     ]
     if t.kind == "trainer":
         from pylstm.runtime import get_num_threads
@@ -825,7 +827,8 @@ def _case_for(t: Template, rng: np.random.Generator) -> Case:
                 must_fail = False
             deleted = what.startswith("delete")
             if deleted and where[:1] == ("files",) and len(where) == 2:
-                must_fail = where[1] in loader.reads  # an unrecorded file it does not need
+                # an unrecorded file it does not need
+                must_fail = where[1] in loader.reads and where[1] not in loader.optional
             if deleted and where[:1] == ("rng_states",) and not loader.strict:
                 must_fail = False
             path.write_text(json.dumps(new_doc, indent=2))
@@ -848,7 +851,8 @@ def _case_for(t: Template, rng: np.random.Generator) -> Case:
     desc = f"{t.name}/{name}: {what} (digest {digest}) -> {loader.name}"
     # Module.load_state_dict cannot know the file its arrays came from
     prefixes = [str(folder), "directory", "path"] + (
-        ["state_dict"] if t.kind == "weights" or loader.state_dict else [])
+        ["state_dict"] if t.kind == "weights" else
+        ["state_dict", "input_size", "hidden_size"] if loader.state_dict else [])
     call = checked_call(run, prefixes, state, after)
 
     def cleanup_call() -> Any:
