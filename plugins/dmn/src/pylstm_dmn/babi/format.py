@@ -33,6 +33,7 @@ from pylstm.plugins import TaskError
 __all__ = ["Question", "Story", "format_babi", "parse_babi", "tokenize"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+_WORD = re.compile(r"\w")
 _LINE = re.compile(r"(\d+) (.*)", re.ASCII | re.DOTALL)
 
 
@@ -129,7 +130,7 @@ def parse_babi(text: str, task: int, source: str = "<string>") -> list[Story]:
         expected = line_id + 1
         if "\t" not in rest:
             sentence = rest.strip()
-            if not tokenize(sentence):
+            if not _WORD.search(sentence):
                 raise fail(f"expected a sentence after the line id, got {rest!r}")
             index_of[line_id] = len(sentences)
             sentences.append(sentence)
@@ -143,7 +144,7 @@ def parse_babi(text: str, task: int, source: str = "<string>") -> list[Story]:
             raise fail("expected a statement before the first question of a story, "
                        f"got the question {fields[0].strip()!r}")
         question = fields[0].strip()
-        if not tokenize(question):
+        if not _WORD.search(question):
             raise fail(f"expected a question before the first tab, got {fields[0]!r}")
         answer = tuple(word.strip() for word in fields[1].split(","))
         if not all(answer):
@@ -174,10 +175,12 @@ def _story_lines(group: Sequence[Story]) -> list[str]:
             if entries.setdefault(line_id, sentence) != sentence:
                 raise TaskError(f"story {sample.story_id}: expected one line per id, got two "
                                 f"different lines with id {line_id}")
-        if sample.question.line_id in entries:
+        # Without line ids, the question follows its statements.
+        q_id = sample.question.line_id if sample.sentence_ids else len(ids) + 1
+        if q_id in entries:
             raise TaskError(f"story {sample.story_id}: expected one line per id, got a question "
-                            f"and another line with id {sample.question.line_id}")
-        entries[sample.question.line_id] = sample
+                            f"and another line with id {q_id}")
+        entries[q_id] = sample
     new_id = {old: new for new, old in enumerate(sorted(entries), 1)}
     lines = []
     for old in sorted(entries):

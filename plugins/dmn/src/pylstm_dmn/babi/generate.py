@@ -87,8 +87,8 @@ def _question_count(size: Size | int, split: str) -> int:
         if size < 1:
             raise TaskError(f"size: expected a number of questions >= 1, got {size}")
         return size
-    _check_size(size)
-    return SIZES[size] if split == "train" else TEST_QUESTIONS
+    count = SIZES[_check_size(size)]
+    return count if split == "train" else TEST_QUESTIONS
 
 
 def generate(task: int, size: Size | int = "1k", split: Split = "train",

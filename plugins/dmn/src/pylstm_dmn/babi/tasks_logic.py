@@ -159,7 +159,8 @@ def story_17(rng: random.Random, w: StoryWriter, balancer: Balancer) -> None:
     second = _relation_sentence(rng, c, rel2, anchor)
     lines = [w.tell(first), w.tell(second)]
     other = b if anchor == a else a
-    yes, no = [], []
+    yes: list[str] = []
+    no: list[str] = []
     for p, q in ((other, c), (c, other)):
         dx, dy = cell[p][0] - cell[q][0], cell[p][1] - cell[q][1]
         for rel, (ux, uy) in RELATIONS.items():
@@ -222,7 +223,7 @@ def story_18(rng: random.Random, w: StoryWriter, balancer: Balancer) -> None:
 
 def _chain(smaller: dict[str, list[tuple[str, int]]], s: str, t: str) -> list[int] | None:
     """The lines of a shortest chain of statements showing ``s`` is smaller than ``t``."""
-    frontier = [(s, [])]
+    frontier: list[tuple[str, list[int]]] = [(s, [])]
     seen = [s]
     while frontier:
         nxt = []
