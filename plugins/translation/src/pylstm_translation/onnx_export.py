@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from pylstm.data import BOS_ID, EOS_ID, PAD_ID, Tokenizer, pad
-from pylstm.decode import beam_search, greedy_search
+from pylstm.data import PAD_ID, Tokenizer, pad
 from pylstm.plugins import TaskError
 
 from .model import TranslatorConfig
 from .predictor import SRC_TOKENIZER, TGT_TOKENIZER, Translator
-from .search import max_target_len
+from .search import max_target_len, search
 
 __all__ = ["OnnxTranslator", "check_export", "export_translator"]
 
@@ -252,14 +251,8 @@ class OnnxTranslator:
                    "c": c.transpose(1, 0, 2), "feed": feed}
             return logp.astype(np.float64), new
 
-        max_len = max_target_len(int(p.lengths.max()))
-        if beam == 1:
-            hyps = greedy_search(step, state, batch_size=b, bos_id=BOS_ID, eos_id=EOS_ID,
-                                 max_len=max_len)
-        else:
-            hyps = [n[0] for n in beam_search(step, state, batch_size=b, bos_id=BOS_ID,
-                                              eos_id=EOS_ID, beam_size=beam, max_len=max_len,
-                                              length_penalty=length_penalty)]
+        hyps = search(step, state, b, max_target_len(int(p.lengths.max())), beam,
+                      length_penalty)
         return [list(h.tokens) for h in hyps]
 
 

@@ -12,11 +12,11 @@ import numpy as np
 
 import pylstm
 from pylstm.data import BOS_ID, EOS_ID, PAD_ID, pad
-from pylstm.decode import beam_search, greedy_search
+from pylstm.decode import Hypothesis, beam_search, greedy_search
 
 from .model import Seq2Seq
 
-__all__ = ["Decoded", "decode", "max_target_len"]
+__all__ = ["Decoded", "decode", "max_target_len", "search"]
 
 
 @dataclass
@@ -38,6 +38,18 @@ def max_target_len(src_len: int, ratio: float = 1.5, extra: int = 10) -> int:
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     x = x - x.max(axis=-1, keepdims=True)
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def search(step: Any, state: Any, batch: int, max_len: int, beam: int,
+           length_penalty: float) -> list[Hypothesis]:
+    """The best hypothesis per row: greedy search for ``beam=1``, else beam search (shared by
+    the Rust path and the onnxruntime runner, so both search alike)."""
+    if beam == 1:
+        return greedy_search(step, state, batch_size=batch, bos_id=BOS_ID, eos_id=EOS_ID,
+                             max_len=max_len)
+    return [n_best[0] for n_best in beam_search(
+        step, state, batch_size=batch, bos_id=BOS_ID, eos_id=EOS_ID, beam_size=beam,
+        max_len=max_len, length_penalty=length_penalty)]
 
 
 def decode(net: Seq2Seq, sources: Sequence[Sequence[int]], *, beam: int = 5,
@@ -81,14 +93,8 @@ def _decode_batch(net: Seq2Seq, sources: list[Sequence[int]], beam: int,
             return logp, new
         return logp, new, np.asarray(weights)
 
-    max_len = max_target_len(int(padded.lengths.max()))
-    if beam == 1:
-        hyps = greedy_search(step, state, batch_size=b, bos_id=BOS_ID, eos_id=EOS_ID,
-                             max_len=max_len)
-    else:
-        hyps = [n_best[0] for n_best in beam_search(
-            step, state, batch_size=b, bos_id=BOS_ID, eos_id=EOS_ID, beam_size=beam,
-            max_len=max_len, length_penalty=length_penalty)]
+    hyps = search(step, state, b, max_target_len(int(padded.lengths.max())), beam,
+                  length_penalty)
     return [Decoded(list(h.tokens), float(h.normalized_score),
                     None if h.aux is None else h.aux[:, :int(n)])
             for h, n in zip(hyps, padded.lengths, strict=True)]

@@ -116,9 +116,8 @@ class TranslationTask:
         seconds = time.perf_counter() - start
         rows[f"model_beam{options.beam}"]["sentences_per_s"] = round(len(corpus.test) /
                                                                      max(seconds, 1e-9), 1)
-        for row in rows.values():
-            ctx.log(f"  {row['bleu_signature']}")
-            break
+        first = next(iter(rows.values()))
+        ctx.log(f"  BLEU {first['bleu_signature']}\n  chrF {first['chrf_signature']}")
         sentences = [s for s, _ in corpus.test[:3]]
         if run is not None and Path(ctx.out_dir).resolve() == Path(run.path).resolve():
             run.write_json("samples.json", samples)
