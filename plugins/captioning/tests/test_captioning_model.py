@@ -35,8 +35,8 @@ def _batch(rng: np.random.Generator, vocab: int, b: int = 3, t: int = 4):
 @pytest.mark.parametrize("attention", [True, False])
 def test_gradients_match_central_differences(attention: bool) -> None:
     rng = np.random.default_rng(3)
-    cfg = CaptionerConfig(vocab=9, features=5, cells=6, emb=4, hidden=4, attn_dim=3,
-                          attention=attention, dropout=0.0)
+    cfg = CaptionerConfig(vocab=9, features=5, reduce=0, cells=6, emb=4, hidden=4,
+                          attn_dim=3, attention=attention, dropout=0.0)
     model = ShowAttendTell(cfg, seed=1, dtype=F64)
     grid = np.abs(rng.standard_normal((3, 6, 5)))
     mean = grid.mean(axis=1)
@@ -72,8 +72,8 @@ def test_gradients_match_central_differences(attention: bool) -> None:
 
 
 def test_penalty_counts_only_real_steps() -> None:
-    cfg = CaptionerConfig(vocab=9, features=5, cells=6, emb=4, hidden=4, attn_dim=3,
-                          dropout=0.0)
+    cfg = CaptionerConfig(vocab=9, features=5, reduce=0, cells=6, emb=4, hidden=4,
+                          attn_dim=3, dropout=0.0)
     model = ShowAttendTell(cfg, seed=2, dtype=F64)
     grid = np.ones((1, 6, 5))
     words_in = np.array([[2, 5, 0]])
@@ -82,6 +82,27 @@ def test_penalty_counts_only_real_steps() -> None:
     # identical cells: the weights are uniform, so coverage is 2/6 per cell over two real steps
     _, pen = model.losses(grid, grid.mean(axis=1), words_in, words_out, mask)
     assert float(pen) == pytest.approx((1 - 2 / 6) ** 2)
+
+
+def test_the_frozen_projection_is_the_leading_principal_components() -> None:
+    rng = np.random.default_rng(5)
+    mix = rng.standard_normal((10, 10))
+    cells = rng.standard_normal((4000, 10)) * np.linspace(3, 0.1, 10) @ mix
+    cfg = CaptionerConfig(vocab=9, features=10, reduce=4, cells=6, emb=4, hidden=4,
+                          attn_dim=3)
+    model = ShowAttendTell(cfg, seed=0, dtype=F64)
+    model.fit_reduction(cells)
+    grid = cells[:60].reshape(10, 6, 10)
+    g, m = model.project(grid, grid.mean(axis=1))
+    assert g.shape == (10, 6, 4) and np.allclose(m, g.mean(axis=1))
+    y, _ = model.project(cells.reshape(-1, 1, 10), cells)
+    cov = np.cov(y[:, 0], rowvar=False)
+    assert np.allclose(cov, np.diag(np.diag(cov)), atol=1e-8)  # uncorrelated components
+    assert np.diag(cov).mean() == pytest.approx(1.0)
+    assert np.all(np.diff(np.diag(cov)) <= 1e-9)  # largest first
+    names = {n for n, _ in model.named_parameters()} - {
+        n for n, p in model.named_parameters() if any(p is q for q in model.trainable_parameters())}
+    assert names == {"reduce_proj.weight", "reduce_proj.bias"}
 
 
 def test_vocabulary_round_trip(tmp_path: Path) -> None:
@@ -161,7 +182,7 @@ def test_a_tiny_decoder_learns_synthetic_captions() -> None:
     train_f, train_c = _synthetic(rng, 240)
     test_f, test_c = _synthetic(rng, 60)
     vocab = Vocabulary.build(train_c)
-    cfg = CaptionerConfig(vocab=len(vocab), features=8, cells=9, emb=16, hidden=32,
+    cfg = CaptionerConfig(vocab=len(vocab), features=8, reduce=6, cells=9, emb=16, hidden=32,
                           attn_dim=16, dropout=0.0, max_len=6)
     model = ShowAttendTell(cfg, seed=0)
     examples = make_examples(vocab, [[c] for c in train_c])

@@ -12,6 +12,11 @@ attention over the encoder's feature grid.
 * The doubly-stochastic penalty ``λ · mean_i (1 - Σ_t α_ti)²`` (the mean over cells and images,
   as sgrvinod's tutorial writes Xu et al.'s ``λ Σ_i``: the same penalty scaled by ``1/L``)
   over the real (unpadded) steps of each caption.
+* ``reduce`` (default 512): the encoder's 1280-wide cells are first projected onto their
+  leading principal components, fitted once on the training cells (:meth:`fit_reduction`) and
+  frozen - a fixed linear map of the annotation vectors, applied outside the recorded graph,
+  that makes every per-step product 2.5x smaller on a CPU. ``reduce=0`` attends over the raw
+  features as Xu et al. do. Everything below reads the projected features ``a_i``.
 * ``attention=False`` is the baseline: the same decoder (init, gate, LSTM, output) whose
   context at every step is the mean feature (uniform weights ``1/L``).
 
@@ -40,6 +45,7 @@ class CaptionerConfig:
 
     vocab: int
     features: int = 1280
+    reduce: int = 512
     cells: int = 49
     emb: int = 128
     hidden: int = 384
@@ -53,11 +59,20 @@ class CaptionerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TaskError(f"{name}: expected an integer >= 1, got {value!r}")
+        if isinstance(self.reduce, bool) or not isinstance(self.reduce, int) \
+                or not 0 <= self.reduce <= self.features:
+            raise TaskError(f"--reduce: expected an integer from 0 to {self.features}, got "
+                            f"{self.reduce!r}")
         if not isinstance(self.attention, bool):
             raise TaskError(f"attention: expected true or false, got {self.attention!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0 <= self.dropout < 1:
             raise TaskError(f"--dropout: expected a number in [0, 1), got {self.dropout!r}")
+
+    @property
+    def dim(self) -> int:
+        """The width of the annotation vectors the decoder reads."""
+        return self.reduce or self.features
 
     def to_json(self) -> dict[str, Any]:
         """The config as JSON values."""
@@ -91,7 +106,9 @@ class ShowAttendTell(nn.Module):
         def s() -> int:
             return int(rng.integers(2**31))
 
-        f, h, e = cfg.features, cfg.hidden, cfg.emb
+        f, h, e = cfg.dim, cfg.hidden, cfg.emb
+        if cfg.reduce:  # frozen: set by fit_reduction, never given to the optimiser
+            self.reduce_proj = nn.Linear(cfg.features, cfg.reduce, dtype=dtype, seed=s())
         self.embed = nn.Embedding(cfg.vocab, e, padding_idx=0, dtype=dtype, seed=s())
         self.embed.weight.data *= self.dtype.type(1 / np.sqrt(e))  # unit-variance inputs
         self.init_h = nn.Linear(f, h, dtype=dtype, seed=s())
@@ -105,9 +122,43 @@ class ShowAttendTell(nn.Module):
         self.drop = nn.Dropout(cfg.dropout, seed=s())
         self.out = nn.Linear(h, cfg.vocab, dtype=dtype, seed=s())
 
+    # ------------------------------------------------------------------ the projection
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Every parameter but the frozen projection's."""
+        return [p for name, p in self.named_parameters() if not name.startswith("reduce_proj.")]
+
+    def fit_reduction(self, cells: np.ndarray) -> None:
+        """Set the projection to the leading ``reduce`` principal components of ``cells``
+        ``[n, features]`` (training cells only), centred, scaled to unit mean variance."""
+        if not self.cfg.reduce:
+            return
+        x = np.asarray(cells, np.float64)
+        mu = x.mean(axis=0)
+        cov = np.cov(x - mu, rowvar=False)
+        values, vectors = np.linalg.eigh(cov)
+        order = np.argsort(values)[::-1][:self.cfg.reduce]
+        scale = 1.0 / np.sqrt(max(float(values[order].mean()), 1e-12))
+        w = vectors[:, order].T * scale  # [reduce, features]
+        self.reduce_proj.weight.data[...] = w.astype(self.dtype)
+        self.reduce_proj.bias.data[...] = (-(w @ mu)).astype(self.dtype)
+        self.mark_updated()
+
+    def project(self, grid: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The annotation vectors the decoder reads: ``(grid [B, L, dim], mean [B, dim])``
+        from the encoder's features (arrays, never recorded; the identity without
+        ``reduce``)."""
+        grid = np.asarray(grid, self.dtype)
+        mean = np.asarray(mean, self.dtype)
+        if not self.cfg.reduce:
+            return grid, mean
+        with pylstm.no_grad():
+            return (np.asarray(self.reduce_proj(grid), self.dtype),
+                    np.asarray(self.reduce_proj(mean), self.dtype))
+
     # ------------------------------------------------------------------ the pieces
     def init_state(self, grid: Any, mean: Any) -> tuple[Any, Any, Any]:
-        """``(h0, c0, keys)`` for features ``grid [B, L, F]`` and ``mean [B, F]``; ``keys``
+        """``(h0, c0, keys)`` for projected features ``grid [B, L, dim]`` and ``mean [B, dim]``
+        (:meth:`project`); ``keys``
         ``[B, L, attn_dim]`` is the projected grid (``None`` without attention)."""
         h = A.tanh(self.init_h(mean))
         c = self.init_c(mean)
@@ -143,7 +194,7 @@ class ShowAttendTell(nn.Module):
     def teacher_forced(self, grid: np.ndarray, mean: np.ndarray,
                        words_in: np.ndarray) -> tuple[Any, Any]:
         """``(logits [B, T, V], weights [B, T, L])`` given the true previous words
-        ``words_in [B, T]`` (BOS first)."""
+        ``words_in [B, T]`` (BOS first) and projected features."""
         h, c, keys = self.init_state(grid, mean)
         emb = self.embed(words_in)
         states, alphas = [], []

@@ -5,9 +5,12 @@ same :mod:`pylstm.decode` search as the Rust path).
 
 ``encoder.onnx``: the EfficientNet-Lite0 graph the plugin runs anyway: ``image`` float32
 ``[N, 3, 224, 224]`` (preprocessed) -> ``grid`` ``[N, 49, 1280]``, ``mean``, ``logits``.
-``decoder_init.onnx``: ``grid``, ``mean`` -> ``h0``/``c0`` ``[N, H]``, ``keys`` ``[N, 49, A]``
-(the projected grid; ``[N, 49, 1]`` zeros without attention).
-``decoder_step.onnx``: ``token`` int64 ``[N]``, ``h``, ``c``, ``grid``, ``mean``, ``keys`` ->
+``decoder_init.onnx``: ``grid``, ``mean`` (the encoder's) -> ``annot`` ``[N, 49, D]`` and
+``annot_mean`` ``[N, D]`` (through the frozen principal-component projection), ``h0``/``c0``
+``[N, H]``, ``keys`` ``[N, 49, A]`` (the attention's key projection; ``[N, 49, 1]`` zeros
+without attention).
+``decoder_step.onnx``: ``token`` int64 ``[N]``, ``h``, ``c``, ``annot``, ``annot_mean``,
+``keys`` ->
 ``log_probs`` ``[N, V]``, ``h_out``, ``c_out``, ``weights`` ``[N, 49]``.
 The folder also holds ``vocab.json`` and ``captioner.json`` (the decoder config).
 """
@@ -80,18 +83,26 @@ def _init_graph(cap: ImageCaptioner) -> Any:
     net, cfg = cap.net, cap.config
     g = _Graph()
     T, info = g.onnx.TensorProto, g.h.make_tensor_value_info
-    g.op("Tanh", [g.linear("mean", net.init_h)], out="h0")
-    g.op("Identity", [g.linear("mean", net.init_c)], out="c0")
+    if cfg.reduce:
+        g.op("Identity", [g.linear("grid", net.reduce_proj)], out="annot")
+        g.op("Identity", [g.linear("mean", net.reduce_proj)], out="annot_mean")
+    else:
+        g.op("Identity", ["grid"], out="annot")
+        g.op("Identity", ["mean"], out="annot_mean")
+    g.op("Tanh", [g.linear("annot_mean", net.init_h)], out="h0")
+    g.op("Identity", [g.linear("annot_mean", net.init_c)], out="c0")
     if cfg.attention:
-        g.op("Identity", [g.linear("grid", net.key_proj)], out="keys")
+        g.op("Identity", [g.linear("annot", net.key_proj)], out="keys")
         a = cfg.attn_dim
     else:
-        zero = g.op("ReduceSum", ["grid", g.const(np.array([2], np.int64))], keepdims=1)
+        zero = g.op("ReduceSum", ["annot", g.const(np.array([2], np.int64))], keepdims=1)
         g.op("Mul", [zero, g.const(np.array(0, F32))], out="keys")
         a = 1
-    f, cells, hid = cfg.features, cfg.cells, cfg.hidden
+    f, d, cells, hid = cfg.features, cfg.dim, cfg.cells, cfg.hidden
     return g.model([info("grid", T.FLOAT, ["N", cells, f]), info("mean", T.FLOAT, ["N", f])],
-                   [info("h0", T.FLOAT, ["N", hid]), info("c0", T.FLOAT, ["N", hid]),
+                   [info("annot", T.FLOAT, ["N", cells, d]),
+                    info("annot_mean", T.FLOAT, ["N", d]),
+                    info("h0", T.FLOAT, ["N", hid]), info("c0", T.FLOAT, ["N", hid]),
                     info("keys", T.FLOAT, ["N", cells, a])], "captioning_decoder_init")
 
 
@@ -99,7 +110,7 @@ def _step_graph(cap: ImageCaptioner) -> Any:
     net, cfg = cap.net, cap.config
     g = _Graph()
     T, info = g.onnx.TensorProto, g.h.make_tensor_value_info
-    hid, f, cells = cfg.hidden, cfg.features, cfg.cells
+    hid, f, cells = cfg.hidden, cfg.dim, cfg.cells
     one = g.const(np.array([1], np.int64))
     emb = g.op("Gather", [g.const(net.embed.weight.data.astype(F32)), "token"])
     if cfg.attention:
@@ -107,13 +118,13 @@ def _step_graph(cap: ImageCaptioner) -> Any:
         e = g.op("Tanh", [g.op("Add", ["keys", q])])
         s = g.op("Squeeze", [g.linear(e, net.score), g.const(np.array([2], np.int64))])
         weights = g.op("Softmax", [s], axis=-1)
-        ctx = g.op("MatMul", [g.op("Unsqueeze", [weights, one]), "grid"])
+        ctx = g.op("MatMul", [g.op("Unsqueeze", [weights, one]), "annot"])
         context = g.op("Squeeze", [ctx, one])
     else:
         zero = g.op("ReduceSum", ["keys", g.const(np.array([2], np.int64))], keepdims=0)
         weights = g.op("Add", [g.op("Mul", [zero, g.const(np.array(0, F32))]),
                                g.const(np.array(1.0 / cells, F32))])
-        context = "mean"
+        context = "annot_mean"
     gated = g.op("Mul", [g.op("Sigmoid", [g.linear("h", net.gate)]), context])
     x = g.op("Concat", [emb, gated], axis=1)
     cell = net.cell
@@ -134,7 +145,7 @@ def _step_graph(cap: ImageCaptioner) -> Any:
     fl = T.FLOAT
     return g.model(
         [info("token", T.INT64, ["N"]), info("h", fl, ["N", hid]), info("c", fl, ["N", hid]),
-         info("grid", fl, ["N", cells, f]), info("mean", fl, ["N", f]),
+         info("annot", fl, ["N", cells, f]), info("annot_mean", fl, ["N", f]),
          info("keys", fl, ["N", cells, a])],
         [info("log_probs", fl, ["N", cfg.vocab]), info("h_out", fl, ["N", hid]),
          info("c_out", fl, ["N", hid]), info("weights", fl, ["N", cells])],
@@ -195,13 +206,13 @@ class OnnxCaptioner:
         out: list[str] = []
         for s in range(0, grid.shape[0], 64):
             g, m = grid[s:s + 64].astype(F32), mean[s:s + 64].astype(F32)
-            h, c, keys = self.init.run(None, {"grid": g, "mean": m})
-            state = {"h": h, "c": c, "grid": g, "mean": m, "keys": keys}
+            annot, annot_mean, h, c, keys = self.init.run(None, {"grid": g, "mean": m})
+            state = {"h": h, "c": c, "annot": annot, "annot_mean": annot_mean, "keys": keys}
 
             def step(tokens: np.ndarray, st: dict[str, Any]) -> tuple:
                 logp, h2, c2, w = self.step.run(None, {
                     "token": tokens.astype(np.int64), "h": st["h"], "c": st["c"],
-                    "grid": st["grid"], "mean": st["mean"], "keys": st["keys"]})
+                    "annot": st["annot"], "annot_mean": st["annot_mean"], "keys": st["keys"]})
                 return logp.astype(np.float64), dict(st, h=h2, c=c2), w
 
             hyps = search(step, state, g.shape[0], self.config.max_len, beam, length_penalty)

@@ -53,6 +53,10 @@ class CaptioningOptions:
     min_count: int = field(default=1, metadata=_help(
         "words seen fewer times in the training captions become <unk>", "vocab"))
     # model
+    reduce: int = field(default=512, metadata=_help(
+        "project the 1280 encoder features onto their leading principal components (fitted "
+        "on the training images, frozen) before the decoder; 0: attend over the raw features",
+        "model"))
     emb: int = field(default=128, metadata=_help("word embedding size", "model"))
     hidden: int = field(default=384, metadata=_help("LSTM size", "model"))
     attn_dim: int = field(default=256, metadata=_help("attention projection size", "model"))
@@ -88,7 +92,7 @@ class CaptioningOptions:
         for name in ("emb", "hidden", "attn_dim", "epochs", "batch_size", "beam", "min_count"):
             _need(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
         _need(self.max_len >= 2, "max_len", "an integer >= 2", self.max_len)
-        for name in ("warmup", "patience", "samples"):
+        for name in ("warmup", "patience", "samples", "reduce"):
             _need(getattr(self, name) >= 0, name, "an integer >= 0", getattr(self, name))
         _need(math.isfinite(self.dropout) and 0 <= self.dropout < 1, "dropout",
               "a number in [0, 1)", self.dropout)

@@ -53,7 +53,9 @@ def search(step: Any, state: Any, batch: int, max_len: int, beam: int,
 
 def decode_arrays(net: ShowAttendTell, grid: np.ndarray, mean: np.ndarray, *, beam: int = 3,
                   length_penalty: float = 1.0) -> list[Decoded]:
-    """Captions of one batch of features (``grid [B, L, F]`` float32, ``mean [B, F]``)."""
+    """Captions of one batch of encoder features (``grid [B, L, F]`` float32, ``mean [B, F]``;
+    projected here)."""
+    grid, mean = net.project(grid, mean)
     with pylstm.no_grad():
         h, c, keys = net.init_state(grid, mean)
     b = grid.shape[0]

@@ -69,6 +69,7 @@ def _train_one(options: CaptioningOptions, vocab: Vocabulary, feats: tuple[Featu
                resume: bool, progress: Any) -> tuple[ImageCaptioner, dict[str, Any]]:
     train_f, valid_f, _ = feats
     cfg = CaptionerConfig(vocab=len(vocab), features=int(train_f.grid.shape[2]),
+                          reduce=min(options.reduce, int(train_f.grid.shape[2])),
                           cells=int(train_f.grid.shape[1]), emb=options.emb,
                           hidden=options.hidden, attn_dim=options.attn_dim,
                           attention=options.attention, dropout=options.dropout,

@@ -25,7 +25,8 @@ from .features import Features
 from .model import ShowAttendTell
 from .vocab import Vocabulary
 
-__all__ = ["Batch", "Example", "FitOptions", "fit", "make_batch", "make_examples"]
+__all__ = ["Batch", "Example", "FitOptions", "fit", "make_batch", "make_examples",
+           "project_features"]
 
 Example = tuple[int, list[int]]
 """``(row of the image in its Features, caption word ids without BOS/EOS)``."""
@@ -69,6 +70,17 @@ def make_batch(examples: Sequence[Example]) -> Batch:
     return Batch(np.array([r for r, _ in examples], np.int64), tin.ids, tout.ids, tout.mask)
 
 
+def project_features(net: ShowAttendTell, features: Features,
+                     batch: int = 256) -> Features:
+    """``features`` through the decoder's frozen projection (float32, in memory)."""
+    grids, means = [], []
+    for s in range(0, len(features), batch):
+        g, m = net.project(*features.take(range(s, min(s + batch, len(features)))))
+        grids.append(g.astype(np.float32))
+        means.append(m.astype(np.float32))
+    return Features(features.ids, np.concatenate(grids), np.concatenate(means))
+
+
 @dataclass
 class FitOptions:
     """How :func:`fit` trains (the task maps its CLI options onto these)."""
@@ -87,10 +99,21 @@ def fit(net: ShowAttendTell, train_features: Features, train: Sequence[Example],
         valid_features: Features | None, valid: Sequence[Example], options: FitOptions, *,
         run: Run | None = None, seed: int = 0, resume: bool = False,
         progress: Callable[..., None] | None = None) -> dict[str, Any]:
-    """Train ``net`` in place (it ends with the best epoch's weights); the trainer's summary."""
+    """Train ``net`` in place (it ends with the best epoch's weights); the trainer's summary.
+
+    The features are the encoder's; the frozen projection is fitted on training cells first
+    (a seeded sample of 20,000) and the features projected once."""
+    rng = np.random.default_rng(seed)
+    n, cells = train_features.grid.shape[:2]
+    pick = np.sort(rng.choice(n * cells, size=min(20000, n * cells), replace=False))
+    sample = np.asarray(train_features.grid.reshape(n * cells, -1)[pick], np.float32)
+    net.fit_reduction(sample)  # deterministic: a resumed run refits the same projection
+    train_features = project_features(net, train_features)
+    if valid_features is not None:
+        valid_features = project_features(net, valid_features)
     valid_batches = [make_batch([valid[i] for i in b]) for b in batches_by_count(
         len(valid), options.batch_size, shuffle=False)] if valid else []
-    optimizer = nn.Adam(net.parameters(), lr=options.lr)
+    optimizer = nn.Adam(net.trainable_parameters(), lr=options.lr)
     steps_per_epoch = max(len(batches_by_count(len(train), options.batch_size,
                                                shuffle=False)), 1)
     total = max(options.epochs * steps_per_epoch, 2)
