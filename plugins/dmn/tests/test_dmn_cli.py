@@ -150,3 +150,20 @@ def test_bad_input_is_a_one_line_error(case: str, tmp_path: Path, capsys,
     assert code in (1, 2)
     assert "Traceback" not in err and len(err.splitlines()) == 1 and "error" in err, err
     assert needle in err, err
+
+
+def test_joint_trains_one_model_for_all_tasks(data_dir: Path, tmp_path: Path,
+                                              capsys) -> None:
+    out = tmp_path / "joint"
+    assert main(["-q", "--out", str(out), "train", "dmn", "--tasks", "1,19", "--joint",
+                 "--data-dir", str(data_dir), "--no-baseline", "--dim", "12", "--epochs", "1",
+                 "--samples", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"qa1", "qa19", "mean"} and "baseline" not in metrics["qa1"]
+    assert (out / "dmn-joint.safetensors").is_file()
+    assert not (out / "baseline-joint.safetensors").exists()
+    model = pylstm.load(out)
+    assert list(model.models) == ["joint"] and model.models["joint"].tasks == (1, 19)
+    assert model.models["joint"].answer_len == 2
+    got = model.answer("Mary went to the kitchen.", "Where is Mary?")
+    assert got.model == "joint" and got.gates.shape == (3, 1)
