@@ -33,8 +33,8 @@ _WORD = re.compile(r"\w")
 def story_sentences(story: str | Sequence[str]) -> list[str]:
     """The statements of ``story``: text (one statement per line, bAbI line ids stripped,
     several statements on a line split after ``.``) or a list of statements."""
+    out: list[str] = []
     if isinstance(story, str):
-        out = []
         for n, raw in enumerate(story.splitlines(), 1):
             line = raw.strip()
             if not line:
@@ -50,7 +50,6 @@ def story_sentences(story: str | Sequence[str]) -> list[str]:
                                 f"{raw.strip()[:40]!r}")
             out.extend(s for s in _SPLIT.split(line) if _WORD.search(s))
     elif isinstance(story, Sequence):
-        out = []
         for i, s in enumerate(story):
             if not isinstance(s, str) or not _WORD.search(s):
                 raise TaskError(f"story[{i}]: expected a statement (a string with words), got "
@@ -109,6 +108,7 @@ class TrainedModel:
                             f"expects {cfg.vocab}")
         net = DMNPlus(cfg)
         net.load_state_dict(tensors)
+        net.eval()
         baseline = None
         if run.has_file(f"baseline-{key}.safetensors"):
             bt, bc = run.load_tensors(f"baseline-{key}")
@@ -118,7 +118,7 @@ class TrainedModel:
             baseline.load_state_dict(bt)
             baseline.eval()
         tasks = tuple(int(t) for t in config["tasks"])
-        return cls(key, tasks, vocab, net.eval(), int(config["max_facts"]), baseline)
+        return cls(key, tasks, vocab, net, int(config["max_facts"]), baseline)
 
 
 @dataclass

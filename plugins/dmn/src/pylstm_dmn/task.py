@@ -71,7 +71,7 @@ def train_model(key: str, tasks: tuple[int, ...], samples: list[Story], options:
     net = DMNPlus(cfg, seed=seed)
     start = time.perf_counter()
     with ctx.progress(options.epochs, f"{key} DMN+") as progress:
-        summary = {"dmn": fit(net, enc_train, enc_valid, fit_opts, seed=seed,
+        summary: dict[str, Any] = {"dmn": fit(net, enc_train, enc_valid, fit_opts, seed=seed,
                               progress=progress)}
     summary["dmn_seconds"] = round(time.perf_counter() - start, 1)
     baseline = None
