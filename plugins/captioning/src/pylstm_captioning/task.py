@@ -13,6 +13,7 @@ from typing import Any
 from pylstm.plugins import RunContext, TaskError, run_options
 from pylstm.runs import Run
 
+from .blas import one_blas_thread
 from .datasets import CaptionDataset, CaptionItem, load_coco, load_emoji, load_flickr
 from .encoder import ImageEncoder, cache_dir
 from .evaluation import caption_scores, nearest_neighbour
@@ -131,6 +132,13 @@ class CaptioningTask:
                   data: CaptionDataset, feats: tuple[Features, ...],
                   options: CaptioningOptions, ctx: RunContext, run: Run | None
                   ) -> dict[str, Any]:
+        with one_blas_thread():
+            return self._scores(model, baseline, data, feats, options, ctx, run)
+
+    def _scores(self, model: ImageCaptioner, baseline: ImageCaptioner | None,
+                data: CaptionDataset, feats: tuple[Features, ...],
+                options: CaptioningOptions, ctx: RunContext, run: Run | None
+                ) -> dict[str, Any]:
         train_f, _, test_f = feats
         refs = [it.captions for it in data.test]
         grid, mean = test_f.take(range(len(test_f)))

@@ -21,6 +21,7 @@ from pylstm.data import PAD_ID, batches_by_count, pad
 from pylstm.runs import Run
 from pylstm.train import Trainer, TrainOptions
 
+from .blas import one_blas_thread
 from .features import Features
 from .model import ShowAttendTell
 from .vocab import Vocabulary
@@ -147,7 +148,8 @@ def fit(net: ShowAttendTell, train_features: Features, train: Sequence[Example],
             count += batch.num_tokens
         return {"val_loss": total_loss / max(count, 1.0)}
 
-    summary = (trainer.resume if resume else trainer.fit)(
-        batches, loss, validate if has_valid else None)
+    with one_blas_thread():  # the per-step products are small: see .blas
+        summary = (trainer.resume if resume else trainer.fit)(
+            batches, loss, validate if has_valid else None)
     net.eval()
     return summary
