@@ -97,6 +97,26 @@ def test_predict_and_load_agree_for_every_input_kind(run_dir: Path, data, tmp_pa
         assert im.format == "PNG"
 
 
+def test_caption_from_threads_equals_one_thread(run_dir: Path, data) -> None:
+    import threading
+
+    images, _, _ = data
+    paths = sorted(images.iterdir())[:4]
+    model = pylstm.load(run_dir)
+    want = model.caption(paths, beam=2)
+    got: list = [None] * 4
+
+    def work(i: int) -> None:
+        got[i] = model.caption(paths, beam=2)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(g == want for g in got)
+
+
 def test_evaluate_recomputes_the_table(run_dir: Path, tmp_path: Path):
     assert main(["-q", "--out", str(tmp_path), "evaluate", str(run_dir)]) == 0
     again = json.loads((tmp_path / "evaluation.json").read_text())
