@@ -25,7 +25,14 @@ from pylstm.errors import (
     TapeError,
 )
 from pylstm.nn.recurrent import LSTM, LSTMCell
-from pylstm.runtime import get_num_threads, info, kernel, set_kernel, set_num_threads
+from pylstm.runtime import (
+    blas_threads,
+    get_num_threads,
+    info,
+    kernel,
+    set_kernel,
+    set_num_threads,
+)
 
 __version__: str = _core.__version__
 
@@ -55,6 +62,7 @@ __all__ = [
     "TapeError",
     "list_backends",
     "load",
+    "blas_threads",
     "functional",
     "get_backend",
     "get_num_threads",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pylstm import _checks, _core
 from pylstm.errors import DTypeError
 
-__all__ = ["get_num_threads", "info", "kernel", "set_kernel", "set_num_threads"]
+__all__ = ["blas_threads", "get_num_threads", "info", "kernel", "set_kernel", "set_num_threads"]
 
 
 def set_num_threads(n: int) -> None:
@@ -24,6 +26,29 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """The number of threads the engine uses."""
     return int(_core.num_threads())
+
+
+@contextmanager
+def blas_threads(n: int = 1, engine: int | None = None) -> Iterator[None]:
+    """Inside, numpy's BLAS uses ``n`` threads (and the engine ``engine`` threads, if given);
+    the old counts after.
+
+    Models built of many small products (a decoder step over a batch of rows) run them faster
+    on one BLAS thread: OpenBLAS's pool costs more than such a product, and its spinning
+    threads fight the engine's for the cores. threadpoolctl finds the BLAS numpy loaded.
+    Raises ``DTypeError``/``LstmValueError`` for a count that is not a positive int.
+    """
+    from threadpoolctl import threadpool_limits
+
+    n = _checks.positive_int("n", n)
+    old = get_num_threads()
+    if engine is not None:
+        set_num_threads(engine)
+    try:
+        with threadpool_limits(limits=n, user_api="blas"):
+            yield
+    finally:
+        set_num_threads(old)
 
 
 def kernel() -> str:

@@ -402,3 +402,35 @@ def test_fma_peak_rejects_bad_durations(seconds):
 
     with pytest.raises(pylstm.LstmValueError, match="seconds: expected a duration"):
         _core.fma_peak(seconds)
+
+
+def _blas_counts():
+    from threadpoolctl import threadpool_info
+
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+
+def test_blas_threads_limits_numpy_blas_and_the_engine_then_restores(restore_runtime):
+    np.ones((64, 64)) @ np.ones((64, 64))  # BLAS loaded
+    before = _blas_counts()
+    assert before, "numpy's BLAS is not visible to threadpoolctl"
+    pylstm.set_num_threads(2)
+    with pylstm.blas_threads(1, engine=1):
+        assert _blas_counts() == [1] * len(before)
+        assert pylstm.get_num_threads() == 1
+    assert _blas_counts() == before
+    assert pylstm.get_num_threads() == 2
+
+
+def test_blas_threads_restores_after_an_exception(restore_runtime):
+    pylstm.set_num_threads(2)
+    with pytest.raises(KeyError), pylstm.blas_threads(1, engine=1):
+        raise KeyError("inside")
+    assert pylstm.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("bad, error", [(0, pylstm.LstmValueError), (1.5, pylstm.DTypeError),
+                                        (True, pylstm.DTypeError)])
+def test_blas_threads_rejects_bad_counts(bad, error):
+    with pytest.raises(error, match="^n: "), pylstm.blas_threads(bad):
+        pass
