@@ -7,8 +7,10 @@ attention over the encoder's feature grid.
   over the ``L = 49`` grid cells, ``α_t = softmax(e_t)``, context ``ẑ_t = Σ_i α_ti a_i``. The key
   projection ``W_a a_i`` is computed once per image, not per step.
 * The gate ``β_t = σ(f_β(h_{t-1}))`` scales the context (Xu et al. §4.2.1), then the LSTM
-  (``pylstm.LSTMCell``) reads ``[E y_{t-1}; β_t ⊙ ẑ_t]``; the output layer reads
-  ``dropout(h_t)``.
+  (``pylstm.LSTMCell``) reads ``[E y_{t-1}; β_t ⊙ ẑ_t]``.
+* Deep output (Xu et al. eq. 7, with the ``tanh`` of their code): ``p(y_t) ∝ exp(L_o
+  dropout(tanh(E y_{t-1} + L_h h_t + L_z β_t ⊙ ẑ_t)))``, so the word read off at step ``t``
+  sees the region attended to at that step.
 * The doubly-stochastic penalty ``λ · mean_i (1 - Σ_t α_ti)²`` (the mean over cells and images,
   as sgrvinod's tutorial writes Xu et al.'s ``λ Σ_i``: the same penalty scaled by ``1/L``)
   over the real (unpadded) steps of each caption.
@@ -120,7 +122,9 @@ class ShowAttendTell(nn.Module):
         self.gate = nn.Linear(h, f, dtype=dtype, seed=s())
         self.cell = pylstm.LSTMCell(e + f, h, dtype=dtype, seed=s())
         self.drop = nn.Dropout(cfg.dropout, seed=s())
-        self.out = nn.Linear(h, cfg.vocab, dtype=dtype, seed=s())
+        self.out_h = nn.Linear(h, e, dtype=dtype, seed=s())
+        self.out_z = nn.Linear(f, e, bias=False, dtype=dtype, seed=s())
+        self.out = nn.Linear(e, cfg.vocab, dtype=dtype, seed=s())
 
     # ------------------------------------------------------------------ the projection
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -178,17 +182,18 @@ class ShowAttendTell(nn.Module):
         return context, alpha
 
     def step(self, emb_t: Any, h: Any, c: Any, grid: Any, keys: Any,
-             mean: Any) -> tuple[Any, Any, Any]:
-        """One decoder step: ``(h, c, weights [B, L])`` from the previous word's embedding
-        ``[B, E]`` and state."""
+             mean: Any) -> tuple[Any, Any, Any, Any]:
+        """One decoder step: ``(h, c, weights [B, L], gated context [B, dim])`` from the
+        previous word's embedding ``[B, E]`` and state."""
         context, alpha = self.attend(h, grid, keys, mean)
         gated = A.sigmoid(self.gate(h)) * context
         h, c = self.cell(A.concat([emb_t, gated], axis=1), (h, c))
-        return h, c, alpha
+        return h, c, alpha, gated
 
-    def logits(self, h: Any) -> Any:
-        """Word scores ``[..., V]`` from decoder states."""
-        return self.out(self.drop(h))
+    def logits(self, emb: Any, h: Any, gated: Any) -> Any:
+        """Word scores ``[..., V]`` (the deep output) from the previous words' embeddings,
+        the new states and the gated contexts (``[B, ·]`` or ``[B, T, ·]``)."""
+        return self.out(self.drop(A.tanh(emb + self.out_h(h) + self.out_z(gated))))
 
     # ------------------------------------------------------------------ training
     def teacher_forced(self, grid: np.ndarray, mean: np.ndarray,
@@ -197,13 +202,14 @@ class ShowAttendTell(nn.Module):
         ``words_in [B, T]`` (BOS first) and projected features."""
         h, c, keys = self.init_state(grid, mean)
         emb = self.embed(words_in)
-        states, alphas = [], []
+        states, alphas, contexts = [], [], []
         for t in range(words_in.shape[1]):
-            h, c, alpha = self.step(emb[:, t], h, c, grid, keys, mean)
+            h, c, alpha, gated = self.step(emb[:, t], h, c, grid, keys, mean)
             states.append(h)
             alphas.append(alpha)
+            contexts.append(gated)
         weights = A.stack(alphas, axis=1) if self.cfg.attention else np.stack(alphas, axis=1)
-        return self.logits(A.stack(states, axis=1)), weights
+        return self.logits(emb, A.stack(states, axis=1), A.stack(contexts, axis=1)), weights
 
     def losses(self, grid: np.ndarray, mean: np.ndarray, words_in: np.ndarray,
                words_out: np.ndarray, mask: np.ndarray) -> tuple[Any, Any]:

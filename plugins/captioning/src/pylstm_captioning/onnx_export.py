@@ -139,7 +139,9 @@ def _step_graph(cap: ImageCaptioner) -> Any:
                     g.op("Tanh", [parts[2]]), g.op("Sigmoid", [parts[3]]))
     c_new = g.op("Add", [g.op("Mul", [fg, "c"]), g.op("Mul", [i, gg])], out="c_out")
     h_new = g.op("Mul", [o, g.op("Tanh", [c_new])], out="h_out")
-    g.op("LogSoftmax", [g.linear(h_new, net.out)], out="log_probs", axis=-1)
+    pre = g.op("Add", [g.op("Add", [emb, g.linear(h_new, net.out_h)]),
+                       g.linear(gated, net.out_z)])
+    g.op("LogSoftmax", [g.linear(g.op("Tanh", [pre]), net.out)], out="log_probs", axis=-1)
     g.op("Identity", [weights], out="weights")
     a = cfg.attn_dim if cfg.attention else 1
     fl = T.FLOAT

@@ -79,7 +79,8 @@ class CaptioningOptions:
     time_budget: float = field(default=600.0, metadata=_help(
         "stop training after this many seconds (0: no limit)", "training"))
     baseline: bool = field(default=True, metadata=_help(
-        "also train the decoder without attention (same epochs and time budget)", "training"))
+        "also train the decoder without attention (for as many epochs as the model trained)",
+        "training"))
     # evaluation
     beam: int = field(default=3, metadata=_help("beam width (1: greedy)", "decoding"))
     length_penalty: float = field(default=0.0, metadata=_help(

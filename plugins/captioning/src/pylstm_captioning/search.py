@@ -66,9 +66,9 @@ def decode_arrays(net: ShowAttendTell, grid: np.ndarray, mean: np.ndarray, *, be
     def step(tokens: np.ndarray, st: dict[str, Any]) -> tuple:
         with pylstm.no_grad():
             emb = np.asarray(net.embed(tokens))
-            h2, c2, alpha = net.step(emb, st["h"], st["c"], st["grid"],
-                                     st["keys"] if attention else None, st["mean"])
-            logp = log_softmax(np.asarray(net.logits(h2)))
+            h2, c2, alpha, gated = net.step(emb, st["h"], st["c"], st["grid"],
+                                            st["keys"] if attention else None, st["mean"])
+            logp = log_softmax(np.asarray(net.logits(emb, h2, gated)))
         new = dict(st, h=np.asarray(h2), c=np.asarray(c2))
         return logp, new, np.asarray(alpha)
 

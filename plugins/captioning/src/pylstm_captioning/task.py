@@ -117,9 +117,14 @@ class CaptioningTask:
         model.save(run)
         baseline = None
         if options.baseline and options.attention:
-            ctx.log("baseline: the same decoder without attention")
+            epochs = int(summary["model"].get("epochs") or options.epochs)
+            ctx.log(f"baseline: the same decoder without attention, for the model's {epochs} "
+                    "epochs")
             start = time.perf_counter()
-            base_opts = dataclasses.replace(options, attention=False)
+            # the same passes over the data, not the same seconds: a step without attention
+            # is cheaper, and a busy host makes seconds an unfair yardstick
+            base_opts = dataclasses.replace(options, attention=False, epochs=epochs,
+                                            time_budget=0.0)
             baseline, base_summary = _train_one(base_opts, vocab, feats, captions, None,
                                                 run.seed, False, None)
             summary["baseline"] = base_summary
