@@ -67,7 +67,8 @@ def nearest_neighbour(train_mean: np.ndarray, train_captions: Sequence[str],
 def plot_attention_map(image: Any, words: Sequence[str], weights: np.ndarray,
                        path: str | Path, title: str | None = None) -> None:
     """One PNG: the image with the caption, then one panel per word (and the end) with that
-    step's attention over the grid upsampled onto the image (matplotlib, Agg backend).
+    step's attention over the grid upsampled onto the image, on one colour scale per caption
+    (its largest weight is the top of the scale; matplotlib, Agg backend).
 
     ``image`` a PIL image; ``weights`` ``[len(words) + 1, cells]`` (``cells`` a square)."""
     import matplotlib
@@ -80,6 +81,7 @@ def plot_attention_map(image: Any, words: Sequence[str], weights: np.ndarray,
     w = np.asarray(weights, np.float64)
     side = int(round(np.sqrt(w.shape[1])))
     labels = [*words, "<end>"][:w.shape[0]]
+    top = max(float(w[:len(labels)].max()), 1e-12)
     panels = len(labels) + 1
     cols = min(panels, 6)
     rows = (panels + cols - 1) // cols
@@ -91,7 +93,8 @@ def plot_attention_map(image: Any, words: Sequence[str], weights: np.ndarray,
     for k, label in enumerate(labels, start=1):
         ax = axes[k // cols][k % cols]
         att = w[k - 1].reshape(side, side)
-        up = np.asarray(Image.fromarray((att / max(att.max(), 1e-12) * 255).astype(np.uint8))
+        # one scale for the whole caption, so a nearly uniform step looks nearly uniform
+        up = np.asarray(Image.fromarray((att / top * 255).astype(np.uint8))
                         .resize((224, 224), Image.Resampling.BILINEAR), np.float64) / 255
         ax.imshow(img)
         ax.imshow(up, cmap="jet", alpha=0.5, vmin=0, vmax=1)
