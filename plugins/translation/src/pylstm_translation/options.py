@@ -49,7 +49,7 @@ class TranslationOptions:
     valid_size: int = field(default=500, metadata=_help("pairs held out for validation", "data"))
     test_size: int = field(default=1000, metadata=_help("pairs held out for the test", "data"))
     # vocabularies
-    vocab_size: int = field(default=6000, metadata=_help("subword vocabulary size", "vocab"))
+    vocab_size: int = field(default=4000, metadata=_help("subword vocabulary size", "vocab"))
     subwords: Literal["bpe", "unigram"] = field(default="bpe", metadata=_help(
         "subword model (Hugging Face tokenizers)", "vocab"))
     joint_vocab: bool = field(default=True, metadata=_help(
@@ -61,22 +61,23 @@ class TranslationOptions:
     layers: int = field(default=1, metadata=_help("LSTM layers of encoder and decoder", "model"))
     attention: str = field(default="general", metadata=_help(
         "attention score", "model", choices=list(ATTENTIONS)))
-    input_feeding: bool = field(default=True, metadata=_help(
-        "feed the attentional state to the next decoder step", "model"))
+    input_feeding: bool = field(default=False, metadata=_help(
+        "feed the attentional state to the next decoder step (Luong; about half the speed: "
+        "the decoder then runs step by step)", "model"))
     dropout: float = field(default=0.2, metadata=_help("dropout", "model"))
     tie_embeddings: bool = field(default=True, metadata=_help(
         "tie the output layer to the target embeddings (needs emb == hidden)", "model"))
     # training
-    epochs: int = field(default=30, metadata=_help("epochs", "training"))
-    batch_tokens: int = field(default=3000, metadata=_help(
+    epochs: int = field(default=16, metadata=_help("epochs", "training"))
+    batch_tokens: int = field(default=1000, metadata=_help(
         "padded target tokens per batch", "training"))
     lr: float = field(default=2e-3, metadata=_help("Adam learning rate", "training"))
-    warmup: int = field(default=300, metadata=_help("warm-up steps", "training"))
+    warmup: int = field(default=500, metadata=_help("warm-up steps", "training"))
     label_smoothing: float = field(default=0.1, metadata=_help("label smoothing", "training"))
     clip: float = field(default=1.0, metadata=_help("gradient-norm clip (0: off)", "training"))
     patience: int = field(default=4, metadata=_help(
         "stop after this many epochs without a better validation loss (0: never)", "training"))
-    time_budget: float = field(default=600.0, metadata=_help(
+    time_budget: float = field(default=900.0, metadata=_help(
         "stop training after this many seconds (0: no limit)", "training"))
     baseline: bool = field(default=True, metadata=_help(
         "also train the --attention none baseline for the same time", "training"))
