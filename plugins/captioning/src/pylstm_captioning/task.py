@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pylstm
 from pylstm.plugins import RunContext, TaskError, run_options
 from pylstm.runs import Run
 
-from .blas import one_blas_thread
 from .datasets import CaptionDataset, CaptionItem, load_coco, load_emoji, load_flickr
 from .encoder import ImageEncoder, cache_dir
 from .evaluation import caption_scores, nearest_neighbour
@@ -137,7 +137,7 @@ class CaptioningTask:
                   data: CaptionDataset, feats: tuple[Features, ...],
                   options: CaptioningOptions, ctx: RunContext, run: Run | None
                   ) -> dict[str, Any]:
-        with one_blas_thread():
+        with pylstm.blas_threads(1):
             return self._scores(model, baseline, data, feats, options, ctx, run)
 
     def _scores(self, model: ImageCaptioner, baseline: ImageCaptioner | None,

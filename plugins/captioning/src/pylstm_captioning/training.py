@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
+import pylstm
 from pylstm import nn
 from pylstm.data import PAD_ID, batches_by_count, pad
 from pylstm.runs import Run
 from pylstm.train import Trainer, TrainOptions
 
-from .blas import one_blas_thread
 from .features import Features
 from .model import ShowAttendTell
 from .vocab import Vocabulary
@@ -148,7 +148,7 @@ def fit(net: ShowAttendTell, train_features: Features, train: Sequence[Example],
             count += batch.num_tokens
         return {"val_loss": total_loss / max(count, 1.0)}
 
-    with one_blas_thread():  # the per-step products are small: see .blas
+    with pylstm.blas_threads(1):  # many small per-step products
         summary = (trainer.resume if resume else trainer.fit)(
             batches, loss, validate if has_valid else None)
     net.eval()

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+import pylstm
 from pylstm.plugins import TaskError
 from pylstm.runs import Run
 from pylstm_dmn.babi import Question, Story
 
-from .blas import small_products
 from .model import BaselineConfig, DMNConfig, DMNPlus, LSTMBaseline
 from .training import batches_for, predict_ids
 from .vocab import Encoded, Vocab, encode, make_batch, sentence_words
@@ -188,7 +188,7 @@ class DMNPredictor:
         sample = Story(task or (model.tasks[0] if model.tasks else 0), tuple(sentences),
                        Question(question.strip(), ("",), (), len(sentences) + 1))
         enc = self._encode_unanswered(model, sample)
-        with small_products(None):
+        with pylstm.blas_threads(1):
             ids, gates = predict_ids(model.net, make_batch([enc]))
         answer = model.vocab.decode_answer(ids[0].tolist())
         kept = sentences[len(sentences) - len(enc.facts):]
@@ -215,7 +215,7 @@ class DMNPredictor:
             raise TaskError(f"baseline: the run has no baseline for model {model.key}")
         ids = np.zeros((len(samples), model.answer_len), np.int64)
         gates: list[list[np.ndarray]] = [[] for _ in samples]
-        with small_products(None):
+        with pylstm.blas_threads(1):
             for idx in batches_for(samples, batch_size, shuffle=False):
                 batch = make_batch([samples[i] for i in idx])
                 out, g = predict_ids(net, batch)

@@ -24,7 +24,6 @@ from pylstm import nn
 from pylstm.runs import Run
 from pylstm.train import Trainer, TrainOptions
 
-from .blas import small_products
 from .vocab import Batch, Encoded, make_batch
 
 __all__ = ["FitOptions", "accuracy", "batches_for", "fit", "predict_ids", "support_targets"]
@@ -129,7 +128,7 @@ def fit(net: nn.Module, train: Sequence[Encoded], valid: Sequence[Encoded],
     def validate() -> dict[str, float]:
         return {"val_accuracy": accuracy(net, valid)}
 
-    with small_products(options.engine_threads):
+    with pylstm.blas_threads(1, engine=options.engine_threads):
         summary = (trainer.resume if resume else trainer.fit)(
             batches, loss, validate if valid else None)
     net.eval()
