@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pylstm.interop.graph_builder import GraphBuilder
 from pylstm.plugins import TaskError
 
 from .encoder import ImageLike, preprocess
@@ -35,53 +36,12 @@ from .vocab import Vocabulary
 
 __all__ = ["OnnxCaptioner", "check_export", "export_captioner"]
 
-OPSET = 17
-IR_VERSION = 8  # onnx >= 1.23 writes a newer IR than onnxruntime accepts: pin it
 F32 = np.float32
-
-
-class _Graph:
-    """Nodes and initialisers of one graph, with unique names."""
-
-    def __init__(self) -> None:
-        import onnx
-
-        self.onnx = onnx
-        self.h = onnx.helper
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self.n = 0
-
-    def const(self, value: Any) -> str:
-        self.n += 1
-        name = f"c{self.n}"
-        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, kind: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
-        self.n += 1
-        out = out or f"t{self.n}_{kind.lower()}"
-        self.nodes.append(self.h.make_node(kind, inputs, [out], name=f"n{self.n}", **attrs))
-        return out
-
-    def linear(self, x: str, layer: Any) -> str:
-        y = self.op("MatMul", [x, self.const(layer.weight.data.T.astype(F32))])
-        if layer.use_bias:
-            y = self.op("Add", [y, self.const(layer.bias.data.astype(F32))])
-        return y
-
-    def model(self, inputs: list[Any], outputs: list[Any], name: str) -> Any:
-        graph = self.h.make_graph(self.nodes, name, inputs, outputs, self.inits)
-        model = self.h.make_model(graph, opset_imports=[self.h.make_opsetid("", OPSET)],
-                                  producer_name="pylstm-captioning")
-        model.ir_version = IR_VERSION
-        self.onnx.checker.check_model(model)
-        return model
 
 
 def _init_graph(cap: ImageCaptioner) -> Any:
     net, cfg = cap.net, cap.config
-    g = _Graph()
+    g = GraphBuilder()
     T, info = g.onnx.TensorProto, g.h.make_tensor_value_info
     if cfg.reduce:
         g.op("Identity", [g.linear("grid", net.reduce_proj)], out="annot")
@@ -108,7 +68,7 @@ def _init_graph(cap: ImageCaptioner) -> Any:
 
 def _step_graph(cap: ImageCaptioner) -> Any:
     net, cfg = cap.net, cap.config
-    g = _Graph()
+    g = GraphBuilder()
     T, info = g.onnx.TensorProto, g.h.make_tensor_value_info
     hid, f, cells = cfg.hidden, cfg.dim, cfg.cells
     one = g.const(np.array([1], np.int64))
@@ -151,7 +111,7 @@ def _step_graph(cap: ImageCaptioner) -> Any:
          info("keys", fl, ["N", cells, a])],
         [info("log_probs", fl, ["N", cfg.vocab]), info("h_out", fl, ["N", hid]),
          info("c_out", fl, ["N", hid]), info("weights", fl, ["N", cells])],
-        "captioning_decoder_step")
+        "captioning_decoder_step", "pylstm-captioning")
 
 
 def export_captioner(cap: ImageCaptioner, path: str | Path) -> Path:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pylstm.interop.graph_builder import GraphBuilder, require_onnx
 from pylstm.plugins import TaskError
 from pylstm_dmn.babi import TaskData
 
@@ -28,68 +29,10 @@ from .vocab import Encoded, Vocab, make_batch
 
 __all__ = ["OnnxDMN", "check_export", "export_model", "export_predictor"]
 
-OPSET = 17
-IR_VERSION = 8  # onnx >= 1.23 writes a newer IR than onnxruntime accepts: pin it
 F32 = np.float32
 
 
-def _onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise TaskError("export: needs onnx (pip install onnx onnxruntime)") from None
-    return onnx
-
-
-class _Graph:
-    """Nodes and initialisers of one graph, with unique names."""
-
-    def __init__(self, prefix: str = "") -> None:
-        self.onnx = _onnx()
-        self.h = self.onnx.helper
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self.prefix = prefix
-        self.n = 0
-
-    def const(self, value: Any, name: str | None = None) -> str:
-        self.n += 1
-        name = name or f"{self.prefix}c{self.n}"
-        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def i64(self, *values: int) -> str:
-        return self.const(np.array(values, np.int64))
-
-    def op(self, kind: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
-        self.n += 1
-        out = out or f"{self.prefix}t{self.n}_{kind.lower()}"
-        self.nodes.append(self.h.make_node(kind, inputs, [out], name=f"{self.prefix}n{self.n}",
-                                           **attrs))
-        return out
-
-    def linear(self, layer: Any, x: str) -> str:
-        y = self.op("MatMul", [x, self.const(layer.weight.data.T.astype(F32))])
-        if layer.use_bias:
-            y = self.op("Add", [y, self.const(layer.bias.data.astype(F32))])
-        return y
-
-    def lstm(self, module: Any, prefix: str, x: str, lengths: str) -> tuple[str, str, str]:
-        """Splice pylstm's own export of an LSTM module in; its outputs' names."""
-        from pylstm.interop.onnx_export import export_lstm
-
-        sub = export_lstm(module, None, OPSET, lengths=True, lstm_op=True, check=False)
-        sub = self.onnx.compose.add_prefix(sub, prefix)
-        inputs = [i.name for i in sub.graph.input]
-        for name, given in zip(inputs, [x, lengths], strict=True):
-            self.op("Identity", [given], out=name)
-        self.nodes.extend(sub.graph.node)
-        self.inits.extend(sub.graph.initializer)
-        y, yh, yc = (o.name for o in sub.graph.output)
-        return y, yh, yc
-
-
-def _cell_body(g: _Graph, cell: Any, k: int) -> Any:
+def _cell_body(g: GraphBuilder, cell: Any, k: int) -> Any:
     """The Scan body of pass ``k``: one LSTM-cell step on fact ``f`` with the update scaled by
     the gate ``g``: ``h' = h + g (h~ - h)``, ``c' = c + g (c~ - c)``."""
     h = g.h
@@ -129,7 +72,7 @@ def export_model(model: TrainedModel) -> Any:
     """The ``onnx.ModelProto`` of one trained DMN+ (see the module docstring)."""
     net, cfg = model.net, model.net.cfg
     d = cfg.dim
-    g = _Graph()
+    g = GraphBuilder()
     T, info = g.onnx.TensorProto, g.h.make_tensor_value_info
     # positional encoding from the word mask
     mask = g.op("Cast", [g.op("Not", [g.op("Equal", ["facts", g.i64(0)])])], to=T.FLOAT)
@@ -147,10 +90,11 @@ def export_model(model: TrainedModel) -> Any:
     emb_w = g.const(net.embed.weight.data.astype(F32), "embed")
     sent = g.op("ReduceSum", [g.op("Mul", [g.op("Gather", [emb_w, "facts"]), w]), g.i64(2)],
                 keepdims=0)
-    y, _, _ = g.lstm(net.fusion, "fusion/", sent, "n_facts")
+    y, _, _ = g.lstm(net.fusion, "fusion/", sent, lengths="n_facts")
     f = g.op("Add", [g.op("Slice", [y, g.i64(0), g.i64(d), g.i64(2)]),
                      g.op("Slice", [y, g.i64(d), g.i64(2 * d), g.i64(2)])])
-    _, qh, _ = g.lstm(net.question, "question/", g.op("Gather", [emb_w, "question"]), "q_len")
+    _, qh, _ = g.lstm(net.question, "question/", g.op("Gather", [emb_w, "question"]),
+                       lengths="q_len")
     q = g.op("Squeeze", [qh, g.i64(0)])
     # fact mask [B, F]
     n_f = g.op("Gather", [g.op("Shape", ["facts"]), g.i64(1)])
@@ -169,7 +113,7 @@ def export_model(model: TrainedModel) -> Any:
         z = g.op("Concat", [g.op("Mul", [f, q1]), g.op("Mul", [f, m1]),
                             g.op("Abs", [g.op("Sub", [f, q1])]),
                             g.op("Abs", [g.op("Sub", [f, m1])])], axis=2)
-        s = g.linear(net.gate2, g.op("Tanh", [g.linear(net.gate1, z)]))
+        s = g.linear(g.op("Tanh", [g.linear(z, net.gate1)]), net.gate2)
         s = g.op("Squeeze", [s, g.i64(2)])
         s = g.op("Where", [fmask, s, g.const(np.array(-np.inf, F32))])
         gate = g.op("Softmax", [s], axis=-1)
@@ -180,27 +124,21 @@ def export_model(model: TrainedModel) -> Any:
             "Scan", [zeros, zeros, f, g.op("Unsqueeze", [gate, g.i64(2)])], outs,
             name=f"scan{k}", body=body, num_scan_inputs=2, scan_input_axes=[1, 1]))
         upd = getattr(net, f"update{k}")
-        mem = g.op("Relu", [g.linear(upd, g.op("Concat", [mem, outs[0], q], axis=1))])
-    logits = g.linear(net.answer, g.op("Concat", [mem, q], axis=1))
+        mem = g.op("Relu", [g.linear(g.op("Concat", [mem, outs[0], q], axis=1), upd)])
+    logits = g.linear(g.op("Concat", [mem, q], axis=1), net.answer)
     g.op("Reshape", [logits, g.i64(0, cfg.answer_len, cfg.vocab)], out="logits")
     g.op("Concat", gates, out="gates", axis=0)
     i64 = T.INT64
-    graph = g.h.make_graph(
-        g.nodes, f"dmn_{model.key}",
+    return g.model(
         [info("facts", i64, ["B", "F", "W"]), info("n_facts", i64, ["B"]),
          info("question", i64, ["B", "Q"]), info("q_len", i64, ["B"])],
         [info("logits", T.FLOAT, ["B", cfg.answer_len, cfg.vocab]),
-         info("gates", T.FLOAT, [cfg.passes, "B", "F"])], g.inits)
-    onnx_model = g.h.make_model(graph, opset_imports=[g.h.make_opsetid("", OPSET)],
-                                producer_name="pylstm-dmn")
-    onnx_model.ir_version = IR_VERSION
-    g.onnx.checker.check_model(onnx_model)
-    return onnx_model
+         info("gates", T.FLOAT, [cfg.passes, "B", "F"])], f"dmn_{model.key}", "pylstm-dmn")
 
 
 def export_predictor(predictor: DMNPredictor, path: Path) -> Path:
     """Write every model into the folder ``path`` names (its ``.onnx`` suffix dropped)."""
-    onnx = _onnx()
+    onnx = require_onnx()
     folder = Path(path)
     folder = folder.with_suffix("") if folder.suffix == ".onnx" else folder
     folder.mkdir(parents=True, exist_ok=True)

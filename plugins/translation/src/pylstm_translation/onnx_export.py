@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from pylstm.data import PAD_ID, Tokenizer, pad
+from pylstm.interop.graph_builder import GraphBuilder, require_onnx
 from pylstm.plugins import TaskError
 
 from .model import TranslatorConfig
@@ -28,70 +29,12 @@ from .search import max_target_len, search
 
 __all__ = ["OnnxTranslator", "check_export", "export_translator"]
 
-OPSET = 17
-IR_VERSION = 8  # onnx >= 1.23 writes a newer IR than onnxruntime accepts: pin it
 F32 = np.float32
-
-
-def _onnx() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise TaskError("export: needs onnx (pip install 'pylstm[onnx]')") from None
-    return onnx
-
-
-class _Graph:
-    """Nodes and initialisers of one graph, with unique names."""
-
-    def __init__(self) -> None:
-        self.onnx = _onnx()
-        self.h = self.onnx.helper
-        self.nodes: list[Any] = []
-        self.inits: list[Any] = []
-        self.n = 0
-
-    def const(self, value: Any, name: str | None = None) -> str:
-        self.n += 1
-        name = name or f"c{self.n}"
-        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, kind: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
-        self.n += 1
-        out = out or f"t{self.n}_{kind.lower()}"
-        self.nodes.append(self.h.make_node(kind, inputs, [out], name=f"n{self.n}", **attrs))
-        return out
-
-    def lstm(self, module: Any, prefix: str, x: str, h0: str | None, c0: str | None,
-             lengths: str | None) -> tuple[str, str, str]:
-        """Splice ``pylstm``'s own export of an LSTM module in; its outputs' names."""
-        from pylstm.interop.onnx_export import export_lstm
-
-        sub = export_lstm(module, None, OPSET, initial_state=h0 is not None,
-                          lengths=lengths is not None, lstm_op=True, check=False)
-        sub = self.onnx.compose.add_prefix(sub, prefix)
-        inputs = [i.name for i in sub.graph.input]
-        feeds = [x] + ([h0, c0] if h0 is not None else []) + ([lengths] if lengths else [])
-        for name, given in zip(inputs, feeds, strict=True):
-            self.op("Identity", [given], out=name)
-        self.nodes.extend(sub.graph.node)
-        self.inits.extend(sub.graph.initializer)
-        y, yh, yc = (o.name for o in sub.graph.output)
-        return y, yh, yc
-
-    def model(self, inputs: list[Any], outputs: list[Any], name: str) -> Any:
-        graph = self.h.make_graph(self.nodes, name, inputs, outputs, self.inits)
-        model = self.h.make_model(graph, opset_imports=[self.h.make_opsetid("", OPSET)],
-                                  producer_name="pylstm-translation")
-        model.ir_version = IR_VERSION
-        self.onnx.checker.check_model(model)
-        return model
 
 
 def _encoder(tr: Translator) -> Any:
     net, cfg = tr.net, tr.config
-    g = _Graph()
+    g = GraphBuilder()
     T, info = g.onnx.TensorProto, g.h.make_tensor_value_info
     emb = g.op("Gather", [g.const(net.src_embed.weight.data.astype(F32), "src_embed"), "src"])
     keys, h_n, c_n = g.lstm(net.encoder, "enc/", emb, None, None, "src_len")
@@ -108,7 +51,7 @@ def _encoder(tr: Translator) -> Any:
                    "translation_encoder")
 
 
-def _attention(g: _Graph, attn: Any, query: str) -> tuple[str, str]:
+def _attention(g: GraphBuilder, attn: Any, query: str) -> tuple[str, str]:
     """``(context [N, H], weights [N, S])`` of ``query [N, H]`` over ``keys``/``mask``."""
     one = g.const(np.array([1], np.int64))
     if attn.score in ("dot", "general"):
@@ -133,7 +76,7 @@ def _attention(g: _Graph, attn: Any, query: str) -> tuple[str, str]:
 
 def _decoder_step(tr: Translator) -> Any:
     net, cfg = tr.net, tr.config
-    g = _Graph()
+    g = GraphBuilder()
     T, info = g.onnx.TensorProto, g.h.make_tensor_value_info
     hid, lay = cfg.hidden, cfg.layers
     emb = g.op("Gather", [g.const(net.tgt_embed.weight.data.astype(F32), "tgt_embed"), "token"])
@@ -173,12 +116,12 @@ def _decoder_step(tr: Translator) -> Any:
          info("keys", f, ["N", "S", hid]), info("mask", T.BOOL, ["N", "S"])],
         [info("log_probs", f, ["N", cfg.tgt_vocab]), info("h_out", f, [lay, "N", hid]),
          info("c_out", f, [lay, "N", hid]), info("feed_out", f, ["N", hid]),
-         info("weights", f, ["N", "S"])], "translation_decoder_step")
+         info("weights", f, ["N", "S"])], "translation_decoder_step", "pylstm-translation")
 
 
 def export_translator(tr: Translator, path: Path) -> Path:
     """Write the folder (``path`` without its ``.onnx`` suffix); returns it."""
-    onnx = _onnx()
+    onnx = require_onnx()
     folder = Path(path)
     folder = folder.with_suffix("") if folder.suffix == ".onnx" else folder
     folder.mkdir(parents=True, exist_ok=True)
