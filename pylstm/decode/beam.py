@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from pylstm.errors import LstmValueError
 
 from .hypothesis import Hypothesis, length_penalty
 from .state import reorder_state
-from .step import StepCaller, StepFn, check_alpha, check_int
+from .step import StepCaller, StepFn, check_alpha, check_caps, check_int
 from .topk import top_k
 
 __all__ = ["beam_search"]
@@ -26,8 +26,9 @@ Reorder = Callable[[Any, np.ndarray], Any]
 
 
 def beam_search(step: StepFn, state: Any, *, batch_size: int, bos_id: int, eos_id: int,
-                beam_size: int, max_len: int, length_penalty: float = 1.0, n_best: int = 1,
-                min_len: int = 0, reorder: Reorder | None = None) -> list[list[Hypothesis]]:
+                beam_size: int, max_len: int | Sequence[int], length_penalty: float = 1.0,
+                n_best: int = 1, min_len: int = 0,
+                reorder: Reorder | None = None) -> list[list[Hypothesis]]:
     """Beam search over ``batch_size`` independent inputs at once.
 
     ``state`` holds ``batch_size`` rows; it is first expanded to ``batch_size * beam_size`` rows
@@ -46,8 +47,9 @@ def beam_search(step: StepFn, state: Any, *, batch_size: int, bos_id: int, eos_i
     ``score / ((5 + length) / 6) ** length_penalty`` (``length`` counts EOS; ``0`` = raw
     log-probability). A batch element stops once ``n_best`` finished hypotheses are at least the
     best any live one could still reach (its score over the penalty at ``max_len``: scores only
-    fall), so stopping early never changes the result; at ``max_len`` (a hard cap on steps) the
-    live hypotheses are finished as they are (``finished=False``). EOS is forbidden before
+    fall), so stopping early never changes the result; at ``max_len`` (a hard cap on steps: an
+    integer, or one per batch element, so an input decodes alike in any batch) the live
+    hypotheses are finished as they are (``finished=False``). EOS is forbidden before
     ``min_len`` other tokens. Ties go to the lower row, then the lower token id, so
     ``beam_size=1`` with ``length_penalty=0`` is :func:`greedy_search`. (With
     ``length_penalty > 0`` a beam of 1 may look past an EOS greedy search stops at, since a
@@ -60,18 +62,16 @@ def beam_search(step: StepFn, state: Any, *, batch_size: int, bos_id: int, eos_i
     bos_id = check_int("bos_id", bos_id, 0)
     eos_id = check_int("eos_id", eos_id, 0)
     beam_size = check_int("beam_size", beam_size, 1)
-    max_len = check_int("max_len", max_len, 1)
     min_len = check_int("min_len", min_len, 0)
     n_best = check_int("n_best", n_best, 1)
     alpha = check_alpha(length_penalty)
     if n_best > beam_size:
         raise LstmValueError(f"n_best: expected at most beam_size={beam_size}, got {n_best}")
-    if min_len > max_len:
-        raise LstmValueError(f"min_len: expected at most max_len={max_len}, got {min_len}")
+    caps = check_caps(max_len, batch_size, min_len)
     if reorder is not None and not callable(reorder):
         raise LstmValueError(f"reorder: expected a callable or None, got {type(reorder).__name__}")
 
-    search = _Search(batch_size, beam_size, eos_id, max_len, alpha, n_best)
+    search = _Search(batch_size, beam_size, eos_id, caps, alpha, n_best)
     rows = search.rows
     custom = reorder
 
@@ -82,7 +82,7 @@ def beam_search(step: StepFn, state: Any, *, batch_size: int, bos_id: int, eos_i
     state = reorder_rows(state, np.repeat(np.arange(batch_size), beam_size), batch_size)
     caller = StepCaller(step, rows, bos_id, eos_id)
     tokens = np.full(rows, bos_id, dtype=np.int64)
-    for t in range(max_len):
+    for t in range(int(caps.max())):
         log_probs, new_state, aux = caller(tokens, state, search.live_rows())
         if t < min_len:
             log_probs = log_probs.copy()
@@ -108,11 +108,11 @@ class _Final:
 class _Search:
     """The beams of every batch element and the back-pointers to rebuild hypotheses from."""
 
-    def __init__(self, batch: int, beam: int, eos_id: int, max_len: int, alpha: float,
+    def __init__(self, batch: int, beam: int, eos_id: int, caps: np.ndarray, alpha: float,
                  n_best: int) -> None:
         self.batch, self.beam, self.eos_id = batch, beam, eos_id
         self.rows = batch * beam
-        self.max_len, self.alpha, self.n_best = max_len, alpha, n_best
+        self.caps, self.alpha, self.n_best = caps, alpha, n_best
         # Only slot 0 of each batch element holds a hypothesis (BOS) at first, so the first step
         # expands one row per batch element: no duplicate hypotheses.
         self.scores = np.full((batch, beam), -np.inf)
@@ -158,8 +158,8 @@ class _Search:
         penalty_now = length_penalty(t + 1, self.alpha)
         top_token = np.take_along_axis(cand_token, top_pos, 1)
         top_slot = np.take_along_axis(slots, top_pos, 1)
-        last = t == self.max_len - 1
         for b in np.flatnonzero(active).tolist():
+            last = t == self.caps[b] - 1
             for j in range(beam):
                 if top_token[b, j] == self.eos_id and np.isfinite(top_score[b, j]):
                     self._add(b, top_score[b, j], penalty_now, t, b * beam + top_slot[b, j], True)
@@ -187,7 +187,7 @@ class _Search:
         # A live hypothesis's score can only fall (log-probabilities <= 0), and the penalty
         # grows with length, so its normalized score is at most this (the tolerated rounding
         # above 0 of a log-softmax aside: max() keeps the bound sound for a score above 0).
-        bound = max(best_live / length_penalty(self.max_len, self.alpha), best_live)
+        bound = max(best_live / length_penalty(int(self.caps[b]), self.alpha), best_live)
         return -self.finals[b][-1].sort_key[0] >= bound
 
     def results(self) -> list[list[Hypothesis]]:

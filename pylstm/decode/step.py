@@ -29,6 +29,22 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
+def check_caps(max_len: Any, batch_size: int, min_len: int) -> np.ndarray:
+    """``max_len`` as one step cap per row ``[batch_size]`` int64: an integer for every row,
+    or a sequence with one integer >= max(1, ``min_len``) per row (a row's own cap, so a
+    sentence decodes alike whatever else shares its batch)."""
+    if isinstance(max_len, (list, tuple, np.ndarray)):
+        caps = [check_int("max_len", v, 1) for v in np.asarray(max_len, dtype=object).ravel()]
+        if np.ndim(max_len) != 1 or len(caps) != batch_size:
+            raise LstmValueError(f"max_len: expected an integer or one per row "
+                                 f"({batch_size}), got shape {list(np.shape(max_len))}")
+    else:
+        caps = [check_int("max_len", max_len, 1)] * batch_size
+    if min_len > min(caps):
+        raise LstmValueError(f"min_len: expected at most max_len={min(caps)}, got {min_len}")
+    return np.asarray(caps, dtype=np.int64)
+
+
 def check_alpha(value: Any) -> float:
     """The length penalty exponent: a finite real number >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):

@@ -456,3 +456,37 @@ def test_top_k_matches_a_stable_sort():
             expected = np.argsort(-arr, axis=1, kind="stable")[:, :k]
             np.testing.assert_array_equal(idx, expected)
             np.testing.assert_array_equal(vals, np.take_along_axis(arr, expected, 1))
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_a_cap_per_row_decodes_each_row_as_it_decodes_alone(beam):
+    # low EOS odds: most hypotheses run into their cap, which differs per row
+    caps, seeds = [2, 6, 4], [11, 12, 13]
+    model = PrefixModel(6, max(caps), eos_bias=-3.0)
+
+    def run(rows, row_caps):
+        if beam == 1:
+            return greedy_search(model.step, initial_state(rows), batch_size=len(rows),
+                                 bos_id=BOS, eos_id=EOS, max_len=row_caps)
+        return [n[0] for n in beam_search(model.step, initial_state(rows),
+                                          batch_size=len(rows), bos_id=BOS, eos_id=EOS,
+                                          beam_size=beam, max_len=row_caps)]
+
+    together = run(seeds, caps)
+    alone = [run([s], c)[0] for s, c in zip(seeds, caps, strict=True)]
+    for got, want, cap in zip(together, alone, caps, strict=True):
+        assert got.tokens == want.tokens and got.score == pytest.approx(want.score)
+        assert len(got.tokens) + int(got.finished) <= cap
+    assert any(not h.finished and len(h.tokens) == c for h, c in zip(together, caps,
+                                                                    strict=True))
+
+
+def test_caps_per_row_must_match_the_batch():
+    model = PrefixModel(5, 4)
+    with pytest.raises(pylstm.LstmValueError, match=r"max_len: expected an integer or one per "
+                                                     r"row \(2\), got shape \[3\]"):
+        greedy_search(model.step, initial_state([1, 2]), batch_size=2, bos_id=BOS,
+                      eos_id=EOS, max_len=[3, 3, 3])
+    with pytest.raises(pylstm.LstmValueError, match="min_len: expected at most max_len=2"):
+        beam_search(model.step, initial_state([1, 2]), batch_size=2, bos_id=BOS, eos_id=EOS,
+                    beam_size=2, max_len=[2, 4], min_len=3)

@@ -104,3 +104,30 @@ def test_bad_input_is_a_one_line_error(case: str, tmp_path: Path, capsys, run_di
     err = capsys.readouterr().err.strip()
     assert code in (1, 2)
     assert "Traceback" not in err and len(err.splitlines()) == 1 and "error" in err
+
+
+def test_predict_sharded_over_two_mpi_ranks_equals_one_process(run_dir: Path, tmp_path: Path):
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install "
+                                          "'pylstm[distributed]')")
+    import os
+    import subprocess
+    import sys
+
+    lines = ["Guten Morgen.", "", "Er kommt morgen.", "Wo ist der Bahnhof?", "Das ist gut."]
+    src = tmp_path / "src.txt"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               PYLSTM_NUM_THREADS="1")
+    mpirun = Path(sys.executable).parent / "mpirun"
+    done = subprocess.run([str(mpirun) if mpirun.exists() else "mpirun", "-n", "2",
+                           "--oversubscribe", "--bind-to", "none", sys.executable, "-m",
+                           "pylstm", "predict", str(run_dir), "--input", str(src),
+                           "--output", str(tmp_path / "two.txt"), "--beam", "2"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"5 lines written to {tmp_path / 'two.txt'} (2 ranks)"
+    assert main(["-q", "predict", str(run_dir), "--input", str(src), "--output",
+                 str(tmp_path / "one.txt"), "--beam", "2"]) == 0
+    assert (tmp_path / "two.txt").read_text(encoding="utf-8") == \
+        (tmp_path / "one.txt").read_text(encoding="utf-8")
+    assert (tmp_path / "two.txt").read_text(encoding="utf-8").split("\n")[1] == ""

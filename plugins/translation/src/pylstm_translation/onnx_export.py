@@ -194,7 +194,7 @@ class OnnxTranslator:
                    "c": c.transpose(1, 0, 2), "feed": feed}
             return logp.astype(np.float64), new
 
-        hyps = search(step, state, b, max_target_len(int(p.lengths.max())), beam,
+        hyps = search(step, state, b, [max_target_len(int(n)) for n in p.lengths], beam,
                       length_penalty)
         return [list(h.tokens) for h in hyps]
 

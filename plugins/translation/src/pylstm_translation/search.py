@@ -40,7 +40,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
-def search(step: Any, state: Any, batch: int, max_len: int, beam: int,
+def search(step: Any, state: Any, batch: int, max_len: int | list[int], beam: int,
            length_penalty: float) -> list[Hypothesis]:
     """The best hypothesis per row: greedy search for ``beam=1``, else beam search (shared by
     the Rust path and the onnxruntime runner, so both search alike)."""
@@ -93,8 +93,8 @@ def _decode_batch(net: Seq2Seq, sources: list[Sequence[int]], beam: int,
             return logp, new
         return logp, new, np.asarray(weights)
 
-    hyps = search(step, state, b, max_target_len(int(padded.lengths.max())), beam,
-                  length_penalty)
+    caps = [max_target_len(int(n)) for n in padded.lengths]  # a row's own: batch-independent
+    hyps = search(step, state, b, caps, beam, length_penalty)
     return [Decoded(list(h.tokens), float(h.normalized_score),
                     None if h.aux is None else h.aux[:, :int(n)])
             for h, n in zip(hyps, padded.lengths, strict=True)]
