@@ -36,6 +36,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pylstm.distributed import launched_by_mpi, world
 from pylstm.errors import PylstmError
 from pylstm.plugins import (
     RunContext,
@@ -58,6 +59,7 @@ from .common import (
     one_line,
 )
 from .output import jsonable, print_metrics, print_prediction, write_json
+from .ranks import sharded_predict
 from .train import cmd_train, ignore_sigint
 
 __all__ = ["build_parser", "main"]
@@ -172,6 +174,12 @@ def _cmd_run_dir(args: argparse.Namespace) -> int:
             print_metrics(f"{task.name}: evaluation", metrics)
     elif args.command == "predict":
         request = task.PredictOptions(**given_options(targs, task.PredictOptions))
+        job = world()
+        if job.distributed:
+            done = sharded_predict(task, task.load(run), request, ctx, job)
+            if job.is_root:
+                print(done)
+            return 0
         pred = task.predict(task.load(run), request, ctx)
         print_prediction(pred, as_json=getattr(args, "json", False) or args.quiet)
     else:
@@ -234,7 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     status."""
     previous = signal.getsignal(signal.SIGINT)
     try:
-        return _main(list(sys.argv[1:] if argv is None else argv))
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        if code != 0 and launched_by_mpi() and world().distributed:
+            sys.stderr.flush()
+            world().abort(code)  # the other ranks would wait for this one forever
+        return code
     finally:
         if argv is not None and signal.getsignal(signal.SIGINT) is not previous:
             signal.signal(signal.SIGINT, previous)  # called as a function: leave no trace

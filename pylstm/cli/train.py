@@ -106,6 +106,15 @@ def _check_resume(task: Task, args: argparse.Namespace, given: dict[str, Any],
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``pylstm train``; under ``mpirun`` every rank trains (data-parallel, see
+    :mod:`pylstm.cli.ranks`) and rank 0 writes the run folder."""
+    from .ranks import as_rank
+
+    with as_rank(args):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     import pylstm
     from pylstm.runs import Run
 

@@ -11,7 +11,7 @@ from pylstm.errors import DTypeError, LstmValueError
 __all__ = ["TrainOptions"]
 
 #: Names of the values every history row has; validation metrics may not reuse them.
-ROW_KEYS = ("epoch", "step", "train_loss", "lr", "seconds", "tokens_per_s")
+ROW_KEYS = ("epoch", "step", "train_loss", "lr", "seconds", "tokens_per_s", "allreduce_s")
 
 
 def _int_or_none(value: Any, name: str, minimum: int) -> None:
@@ -71,7 +71,7 @@ class TrainOptions:
             raise LstmValueError("epochs: expected a number of epochs, or max_steps, got both "
                                  "None (training would never end)")
         if not isinstance(self.metric, str) or not self.metric or self.metric in (
-                "epoch", "step", "lr", "seconds", "tokens_per_s"):
+                "epoch", "step", "lr", "seconds", "tokens_per_s", "allreduce_s"):
             raise LstmValueError(f"metric: expected the name of a validation metric or "
                                  f"'train_loss', got {self.metric!r}")
         if self.mode not in ("min", "max"):

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from pylstm.autograd import Tensor, no_grad, record
+from pylstm.distributed import GradientSync, World, world
 from pylstm.errors import CheckpointError, DTypeError, LstmValueError, ShapeError
 from pylstm.nn import Module, Optimizer, ReduceLROnPlateau, clip_grad_norm_
 from pylstm.runs import Run
@@ -20,6 +21,10 @@ from .options import ROW_KEYS, TrainOptions
 from .state import TrainState
 
 __all__ = ["Trainer"]
+
+
+def _default_world() -> World:
+    return world()
 
 Batches = Callable[[int], Iterable[Any]]
 LossFn = Callable[[Any], Tensor]
@@ -60,12 +65,20 @@ class Trainer:
         seed: the data-order seed: ``batches(epoch)`` must be a pure function of it and the
             epoch (``pylstm.data.batches_by_tokens(..., seed=seed, epoch=epoch)``); saved
             with the checkpoint and checked on resume.
+        world: the data-parallel job (default :func:`pylstm.distributed.world`: the MPI
+            world under ``mpirun``, else this process alone). With ``K`` ranks each group of
+            ``K`` consecutive batches is one global step: rank ``r`` computes the ``r``-th,
+            one allreduce averages the gradients, every rank takes the same optimiser step
+            (global batch = ranks x per-rank batch: the learning rate is the one-process
+            rate for that batch). Rank 0 validates and decides the time budget for all.
+        check_every: with several ranks, compare the parameters' checksums every this many
+            steps (and after each epoch); a difference is a ``DistributedError``.
     """
 
     def __init__(self, model: Module, optimizer: Optimizer, *,
                  options: TrainOptions | None = None, scheduler: Any | None = None,
                  run: Run | None = None, progress: Progress | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, world: World | None = None, check_every: int = 100) -> None:
         if not isinstance(model, Module):
             raise DTypeError(f"model: expected a pylstm.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, Optimizer):
@@ -93,6 +106,15 @@ class Trainer:
         self.run = run
         self.progress = progress
         self.seed = int(seed)
+        if world is not None and not isinstance(world, World):
+            raise DTypeError(f"world: expected a pylstm.distributed.World or None, got "
+                             f"{type(world).__name__}")
+        if isinstance(check_every, bool) or not isinstance(check_every, int) or \
+                check_every < 1:
+            raise LstmValueError(f"check_every: expected an integer >= 1, got {check_every!r}")
+        self.world = _default_world() if world is None else world
+        self.check_every = check_every
+        self._sync = GradientSync(model, self.world) if self.world.distributed else None
         self.state = TrainState()
         self._best_weights: dict[str, np.ndarray] | None = None
         self._last_lr = float(optimizer.param_groups[0]["lr"])
@@ -100,7 +122,8 @@ class Trainer:
     @property
     def history(self) -> list[dict[str, Any]]:
         """One row per finished epoch: epoch, step, train_loss, the validation metrics, lr,
-        seconds and (when batches expose ``num_tokens``) tokens_per_s."""
+        seconds, (when batches expose ``num_tokens``) tokens_per_s (every rank's tokens) and,
+        with several ranks, allreduce_s (this rank's seconds in the gradient allreduce)."""
         return self.state.history
 
     # ------------------------------------------------------------------ public
@@ -147,6 +170,8 @@ class Trainer:
             raise LstmValueError("resume: expected a Trainer with a run to resume, got "
                                  "run=None")
         self.model.zero_grad()
+        if self._sync is not None:
+            self._sync.broadcast_parameters()
         if self.state.stopped is None:
             self._loop(batches, loss, validate, threads)
         self._restore_best()
@@ -172,7 +197,8 @@ class Trainer:
 
         try:
             while st.stopped is None:
-                if opts.time_budget is not None and elapsed() >= opts.time_budget:
+                if self._agree(opts.time_budget is not None and
+                               elapsed() >= opts.time_budget):
                     st.stopped = "time_budget"  # spent before this epoch could start
                     st.elapsed = elapsed()
                     self._save(threads, improved=False)
@@ -199,28 +225,42 @@ class Trainer:
         self.model.train()
         start = time.perf_counter()
         total, count, tokens, stop = 0.0, 0, 0, None
-        for batch in batches(index):
-            total += self._step(batch, loss)
+
+        def time_up() -> bool:
+            return opts.time_budget is not None and elapsed() >= opts.time_budget
+
+        for batch, group in self._shares(batches(index)):
+            value, out_of_time = self._step(batch, loss, time_up)
+            total += value
             count += 1
-            n_tokens = _token_count(batch)
-            tokens = -1 if n_tokens is None or tokens < 0 else tokens + n_tokens
+            for member in group:
+                n_tokens = _token_count(member)
+                tokens = -1 if n_tokens is None or tokens < 0 else tokens + n_tokens
             if opts.max_steps is not None and st.step >= opts.max_steps:
                 stop = "max_steps"
                 break
-            if opts.time_budget is not None and elapsed() >= opts.time_budget:
+            if out_of_time:
                 stop = "time_budget"
                 break
         if count == 0:
             raise LstmValueError(f"batches: expected at least one batch for epoch {index}, "
                                  "got none")
         seconds = time.perf_counter() - start
-        metrics = self._validate(validate)
+        if self._sync is not None:
+            self._sync.check_in_sync(st.step)
+            metrics = self.world.broadcast_json(
+                self._validate(validate) if self.world.is_root else None,
+                "the validation metrics from rank 0")
+        else:
+            metrics = self._validate(validate)
         row: dict[str, Any] = {"epoch": index + 1, "step": st.step,
                                "train_loss": total / count, **metrics,
                                "lr": self._last_lr,
                                "seconds": seconds}
         if tokens > 0 and seconds > 0:
             row["tokens_per_s"] = tokens / seconds
+        if self._sync is not None:  # the share of the epoch spent waiting for the others
+            row["allreduce_s"], self._sync.seconds = self._sync.seconds, 0.0
         if opts.metric not in row:
             raise LstmValueError(f"metric: expected {opts.metric!r} among the epoch's values "
                                  f"{sorted(k for k in row if k not in ('epoch', 'step'))}")
@@ -249,21 +289,54 @@ class Trainer:
             self.progress(st.epoch, opts.epochs, **{k: v for k, v in row.items()
                                                     if k != "epoch"})
 
-    def _step(self, batch: Any, loss: LossFn) -> float:
-        """One optimiser step on ``batch``; returns the loss value."""
+    def _shares(self, batches: Iterable[Any]) -> Iterable[tuple[Any, list[Any]]]:
+        """``(this rank's batch or None, the global step's batches)`` per step: groups of
+        ``size`` consecutive batches (one process: each batch alone)."""
+        size, rank = self.world.size, self.world.rank
+        group: list[Any] = []
+        for batch in batches:
+            group.append(batch)
+            if len(group) == size:
+                yield group[rank], group
+                group = []
+        if group:  # the epoch's short last step: ranks past its end add zero gradients
+            yield (group[rank] if rank < len(group) else None), group
+
+    def _agree(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank (its clock decides the time budget)."""
+        if self._sync is None:
+            return flag
+        return bool(self.world.broadcast_json(bool(flag), "the time-budget decision"))
+
+    def _step(self, batch: Any, loss: LossFn,
+              time_up: Callable[[], bool]) -> tuple[float, bool]:
+        """One optimiser step on ``batch`` (``None``: this rank has none this step); the
+        loss value and whether the time budget ran out."""
         st = self.state
-        with record():
-            value = loss(batch)
-        if not isinstance(value, Tensor):
-            raise DTypeError(f"loss: expected loss(batch) to return a scalar pylstm.Tensor "
-                             f"(recorded from the model's outputs), got {type(value).__name__}")
-        if value.size != 1:
-            raise ShapeError(f"loss: expected a scalar (one-element) tensor, got shape "
-                             f"{value.shape}")
-        number = float(value.item())
-        if not math.isfinite(number):
-            raise _NonFinite(self._where(f"loss: expected a finite value, got {number}"))
-        value.backward()
+        number: float | None = None
+        if batch is not None:
+            with record():
+                value = loss(batch)
+            if not isinstance(value, Tensor):
+                raise DTypeError(f"loss: expected loss(batch) to return a scalar pylstm.Tensor "
+                                 f"(recorded from the model's outputs), got "
+                                 f"{type(value).__name__}")
+            if value.size != 1:
+                raise ShapeError(f"loss: expected a scalar (one-element) tensor, got shape "
+                                 f"{value.shape}")
+            number = float(value.item())
+            if self._sync is None and not math.isfinite(number):
+                raise _NonFinite(self._where(f"loss: expected a finite value, got {number}"))
+            value.backward()
+        if self._sync is not None:  # a NaN on any rank reaches all: all stop together
+            totals = self._sync.allreduce(number, time_up())
+            number, out_of_time = totals.loss, totals.stop
+            if not math.isfinite(number):
+                raise _NonFinite(self._where(f"loss: expected a finite value on every rank, "
+                                             f"got a mean of {number}"))
+        else:
+            out_of_time = time_up()
+        assert number is not None
         self._last_lr = float(self.optimizer.param_groups[0]["lr"])  # the rate this step uses
         if self.options.clip is not None:
             norm = clip_grad_norm_(self.model, self.options.clip)
@@ -276,7 +349,9 @@ class Trainer:
             self.scheduler.step()
         self.model.zero_grad()
         st.step += 1
-        return number
+        if self._sync is not None and st.step % self.check_every == 0:
+            self._sync.check_in_sync(st.step)
+        return number, out_of_time
 
     def _validate(self, validate: Validate | None) -> dict[str, float]:
         if validate is None:

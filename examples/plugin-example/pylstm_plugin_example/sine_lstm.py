@@ -33,13 +33,16 @@ class SineLSTMOptions:
     hidden: int = field(default=8, metadata={"help": "LSTM hidden size", "group": "model"})
     epochs: int = field(default=5, metadata={"help": "epochs", "group": "training"})
     lr: float = field(default=0.02, metadata={"help": "Adam learning rate", "group": "training"})
+    batch_size: int = field(default=16, metadata={
+        "help": "windows per batch (per rank under mpirun)", "group": "training"})
     length: int = field(default=200, metadata={"help": "series length", "group": "data"})
     noise: float = field(default=0.05, metadata={"help": "noise std", "group": "data"})
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "epochs"):
+        for name in ("hidden", "epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise TaskError(f"--{name}: expected an integer >= 1, got {getattr(self, name)}")
+                raise TaskError(f"--{name.replace('_', '-')}: expected an integer >= 1, got "
+                                f"{getattr(self, name)}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise TaskError(f"--lr: expected a positive number, got {self.lr}")
         if self.length < 4 * WINDOW:
@@ -119,7 +122,8 @@ class SineLSTMTask:
 
         def batches(epoch: int) -> list[np.ndarray]:  # a pure function of (seed, epoch)
             order = np.random.default_rng([run.seed, epoch]).permutation(len(x))
-            return [order[i:i + 16] for i in range(0, len(order), 16)]
+            size = options.batch_size
+            return [order[i:i + size] for i in range(0, len(order), size)]
 
         def validate() -> dict[str, float]:
             return {"val_mse": float(np.mean((model(xv) - yv) ** 2))}
