@@ -38,7 +38,7 @@ class GradientSync:
     def __init__(self, model: Module, world: World) -> None:
         self.world = world
         self.params = list(model.parameters())
-        self.sizes = [p.grad.size for p in self.params]
+        self.sizes = [p.data.size for p in self.params]
         self.buffer = np.zeros(sum(self.sizes) + 3, np.float64)
         self.seconds = 0.0  #: time spent in the gradient allreduce (for the step-time share)
 
@@ -58,7 +58,7 @@ class GradientSync:
         buf = self.buffer
         at = 0
         for p, n in zip(self.params, self.sizes, strict=True):
-            buf[at:at + n] = p.grad.ravel()
+            buf[at:at + n] = 0.0 if p.grad is None else p.grad.ravel()
             at += n
         buf[at] = 0.0 if loss is None else loss
         buf[at + 1] = 0.0 if loss is None else 1.0
@@ -70,7 +70,10 @@ class GradientSync:
         if count == 0:
             raise DistributedError("gradient allreduce: no rank had a batch this step")
         buf[:at] /= count
-        self._scatter(buf[:at], [p.grad for p in self.params])
+        for p in self.params:
+            if p.grad is None:
+                p.grad = np.zeros_like(p.data)
+        self._scatter(buf[:at], [p.grad for p in self.params])  # type: ignore[misc]
         return StepTotals(float(buf[at] / count), count, bool(buf[at + 2] > 0))
 
     def check_in_sync(self, step: int) -> None:

@@ -405,8 +405,9 @@ class Trainer:
         if not isinstance(lost, dict) or lost.get("after_epoch") != self.state.epoch:
             return 0.0
         seconds = lost.get("seconds")
-        ok = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-        return float(seconds) if ok and math.isfinite(seconds) and seconds > 0 else 0.0
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            return 0.0
+        return float(seconds) if math.isfinite(seconds) and seconds > 0 else 0.0
 
     def _record_loss_of_epoch(self, now: float) -> None:
         if self.run is not None:
