@@ -79,17 +79,6 @@ pub(crate) fn copy_of<T: Copy>(what: &str, src: &[T]) -> Result<Vec<T>> {
     Ok(v)
 }
 
-/// A buffer of `n` values whose every element the caller writes before reading any.
-pub(crate) fn for_overwrite<F: Real>(what: &str, n: usize) -> Result<Vec<F>> {
-    let mut v: Vec<std::mem::MaybeUninit<F>> = with_capacity(what, n)?;
-    // SAFETY: `MaybeUninit` needs no initialisation.
-    unsafe { v.set_len(n) };
-    let mut v = std::mem::ManuallyDrop::new(v);
-    // SAFETY: `MaybeUninit<F>` and `F` share their layout, and the caller overwrites every
-    // element (through raw pointers) before it is read.
-    Ok(unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut F, n, v.capacity()) })
-}
-
 /// Physical memory plus swap, in bytes (where the platform says; read once): no call that
 /// must hold more at once can finish.
 pub fn machine_memory() -> Option<usize> {
@@ -141,7 +130,7 @@ mod tests {
     fn impossible_sizes_are_errors_not_aborts() {
         let e = zeroed::<f32>("Y", 1 << 60).unwrap_err();
         assert!(matches!(e, LstmError::Memory(_)) && e.to_string().contains("Y"), "{e}");
-        assert!(matches!(for_overwrite::<f64>("gates", 1 << 59), Err(LstmError::Memory(_))));
+        assert!(matches!(zeroed::<f64>("gates", 1 << 59), Err(LstmError::Memory(_))));
         assert!(matches!(filled("perm", 1usize << 58, 0usize), Err(LstmError::Memory(_))));
         assert!(matches!(product("X", &[1 << 40, 1 << 40]), Err(LstmError::Memory(_))));
         assert!(matches!(check_fits("X", usize::MAX), Err(LstmError::Memory(_))) || machine_memory().is_none());
@@ -154,7 +143,6 @@ mod tests {
         assert!(zeroed::<f32>("z", 0).unwrap().is_empty());
         assert_eq!(filled("f", 3, 7u8).unwrap(), vec![7, 7, 7]);
         assert_eq!(copy_of("c", &[1, 2]).unwrap(), vec![1, 2]);
-        assert_eq!(for_overwrite::<f32>("o", 5).unwrap().len(), 5);
         assert_eq!(product("p", &[1 << 62, 1 << 62, 0]).unwrap(), 0);
         check_fits("small", 1 << 20).unwrap();
         assert_eq!(human(3 << 30), "3.0 GiB");

@@ -160,41 +160,47 @@ impl PackedBf16 {
         out_rs: usize,
         backwards: bool,
     ) {
-        let args = (units, rows, lhs, lhs_rs, out, out_rs, backwards);
-        match path {
-            #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx512 => self.run_avx512(args),
-            #[cfg(target_arch = "x86_64")]
-            KernelPath::Avx2 => self.run_avx2(args),
-            _ => self.run(args),
+        unsafe {
+            let args = (units, rows, lhs, lhs_rs, out, out_rs, backwards);
+            match path {
+                #[cfg(target_arch = "x86_64")]
+                KernelPath::Avx512 => self.run_avx512(args),
+                #[cfg(target_arch = "x86_64")]
+                KernelPath::Avx2 => self.run_avx2(args),
+                _ => self.run(args),
+            }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx2,fma")]
     unsafe fn run_avx512(&self, args: WalkArgs) {
-        self.walk(args, |nr, chunks, l, wb| match nr {
-            1 => x86::block::<1>(chunks, l, wb),
-            2 => x86::block::<2>(chunks, l, wb),
-            3 => x86::block::<3>(chunks, l, wb),
-            _ => x86::block::<4>(chunks, l, wb),
-        })
+        unsafe {
+            self.walk(args, |nr, chunks, l, wb| match nr {
+                1 => x86::block::<1>(chunks, l, wb),
+                2 => x86::block::<2>(chunks, l, wb),
+                3 => x86::block::<3>(chunks, l, wb),
+                _ => x86::block::<4>(chunks, l, wb),
+            })
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run_avx2(&self, args: WalkArgs) {
-        self.run(args)
+        unsafe { self.run(args) }
     }
 
     #[inline(always)]
     unsafe fn run(&self, args: WalkArgs) {
-        self.walk(args, |nr, chunks, l, wb| match nr {
-            1 => pad(block::<1>(chunks, l, wb)),
-            2 => pad(block::<2>(chunks, l, wb)),
-            3 => pad(block::<3>(chunks, l, wb)),
-            _ => block::<4>(chunks, l, wb),
-        })
+        unsafe {
+            self.walk(args, |nr, chunks, l, wb| match nr {
+                1 => pad(block::<1>(chunks, l, wb)),
+                2 => pad(block::<2>(chunks, l, wb)),
+                3 => pad(block::<3>(chunks, l, wb)),
+                _ => block::<4>(chunks, l, wb),
+            })
+        }
     }
 
     /// Visits this thread's blocks against every group of up to [`XROWS`] input rows, adding
@@ -205,28 +211,30 @@ impl PackedBf16 {
         (units, rows, lhs, lhs_rs, out, out_rs, backwards): WalkArgs,
         kernel: impl Fn(usize, usize, &[*const f32; XROWS], *const u16) -> [[f32; WROWS]; XROWS],
     ) {
-        let block_len = self.chunks * WROWS * LANES;
-        let per_group = self.group.div_ceil(WROWS);
-        let (b0, b1) = (units.0 / WROWS, units.1.div_ceil(WROWS));
-        let nb = 4 * (b1 - b0);
-        for i in 0..nb {
-            let k = if backwards { nb - 1 - i } else { i };
-            let (gi, b) = (k / (b1 - b0), b0 + k % (b1 - b0));
-            let col = gi * self.group + b * WROWS;
-            let nj = (self.group - b * WROWS).min(WROWS);
-            let wb = self.data.as_ptr().add((gi * per_group + b) * block_len);
-            let mut r0 = 0;
-            while r0 < rows {
-                let nr = (rows - r0).min(XROWS);
-                let l: [*const f32; XROWS] = std::array::from_fn(|r| lhs.add((r0 + r.min(nr - 1)) * lhs_rs));
-                let sums = kernel(nr, self.chunks, &l, wb);
-                for (r, row) in sums.iter().enumerate().take(nr) {
-                    let o = out.add((r0 + r) * out_rs + col);
-                    for (q, &v) in row.iter().enumerate().take(nj) {
-                        *o.add(q) += v;
+        unsafe {
+            let block_len = self.chunks * WROWS * LANES;
+            let per_group = self.group.div_ceil(WROWS);
+            let (b0, b1) = (units.0 / WROWS, units.1.div_ceil(WROWS));
+            let nb = 4 * (b1 - b0);
+            for i in 0..nb {
+                let k = if backwards { nb - 1 - i } else { i };
+                let (gi, b) = (k / (b1 - b0), b0 + k % (b1 - b0));
+                let col = gi * self.group + b * WROWS;
+                let nj = (self.group - b * WROWS).min(WROWS);
+                let wb = self.data.as_ptr().add((gi * per_group + b) * block_len);
+                let mut r0 = 0;
+                while r0 < rows {
+                    let nr = (rows - r0).min(XROWS);
+                    let l: [*const f32; XROWS] = std::array::from_fn(|r| lhs.add((r0 + r.min(nr - 1)) * lhs_rs));
+                    let sums = kernel(nr, self.chunks, &l, wb);
+                    for (r, row) in sums.iter().enumerate().take(nr) {
+                        let o = out.add((r0 + r) * out_rs + col);
+                        for (q, &v) in row.iter().enumerate().take(nj) {
+                            *o.add(q) += v;
+                        }
                     }
+                    r0 += nr;
                 }
-                r0 += nr;
             }
         }
     }
@@ -245,7 +253,7 @@ impl SendPtr {
     /// # Safety
     /// `i` is within the allocation.
     unsafe fn at(self, i: usize) -> *mut u16 {
-        self.0.add(i)
+        unsafe { self.0.add(i) }
     }
 }
 
@@ -261,20 +269,22 @@ fn pad<const R: usize>(sums: [[f32; WROWS]; R]) -> [[f32; WROWS]; XROWS] {
 /// Each `lhs[r]` holds `chunks * LANES` values; `w` is a packed block of that depth.
 #[inline(always)]
 unsafe fn block<const R: usize>(chunks: usize, lhs: &[*const f32; XROWS], w: *const u16) -> [[f32; WROWS]; R] {
-    let mut acc = [[[0f32; LANES]; WROWS]; R];
-    for c in 0..chunks {
-        let x: [[f32; LANES]; R] = std::array::from_fn(|r| *(lhs[r].add(c * LANES) as *const [f32; LANES]));
-        for j in 0..WROWS {
-            let wp = w.add((c * WROWS + j) * LANES);
-            let wv: [f32; LANES] = std::array::from_fn(|q| bf16_to_f32(*wp.add(q)));
-            for r in 0..R {
-                for q in 0..LANES {
-                    acc[r][j][q] = x[r][q].mul_add(wv[q], acc[r][j][q]);
+    unsafe {
+        let mut acc = [[[0f32; LANES]; WROWS]; R];
+        for c in 0..chunks {
+            let x: [[f32; LANES]; R] = std::array::from_fn(|r| *(lhs[r].add(c * LANES) as *const [f32; LANES]));
+            for j in 0..WROWS {
+                let wp = w.add((c * WROWS + j) * LANES);
+                let wv: [f32; LANES] = std::array::from_fn(|q| bf16_to_f32(*wp.add(q)));
+                for r in 0..R {
+                    for q in 0..LANES {
+                        acc[r][j][q] = x[r][q].mul_add(wv[q], acc[r][j][q]);
+                    }
                 }
             }
         }
+        std::array::from_fn(|r| std::array::from_fn(|j| acc[r][j].iter().sum::<f32>()))
     }
-    std::array::from_fn(|r| std::array::from_fn(|j| acc[r][j].iter().sum::<f32>()))
 }
 
 /// The block kernel with explicit AVX-512 registers: sixteen accumulators stay in registers
@@ -294,26 +304,26 @@ mod x86 {
         lhs: &[*const f32; XROWS],
         w: *const u16,
     ) -> [[f32; WROWS]; XROWS] {
-        let mut acc = [[_mm512_setzero_ps(); WROWS]; R];
-        for c in 0..chunks {
-            let x: [__m512; R] = std::array::from_fn(|r| _mm512_loadu_ps(lhs[r].add(c * LANES)));
-            for j in 0..WROWS {
-                let raw = _mm256_loadu_si256(w.add((c * WROWS + j) * LANES) as *const __m256i);
-                let wv = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(raw)));
-                for r in 0..R {
-                    acc[r][j] = _mm512_fmadd_ps(x[r], wv, acc[r][j]);
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); WROWS]; R];
+            for c in 0..chunks {
+                let x: [__m512; R] = std::array::from_fn(|r| _mm512_loadu_ps(lhs[r].add(c * LANES)));
+                for j in 0..WROWS {
+                    let raw = _mm256_loadu_si256(w.add((c * WROWS + j) * LANES) as *const __m256i);
+                    let wv = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(raw)));
+                    for r in 0..R {
+                        acc[r][j] = _mm512_fmadd_ps(x[r], wv, acc[r][j]);
+                    }
                 }
             }
-        }
-        std::array::from_fn(
-            |r| {
+            std::array::from_fn(|r| {
                 if r < R {
                     std::array::from_fn(|j| _mm512_reduce_add_ps(acc[r][j]))
                 } else {
                     [0.0; WROWS]
                 }
-            },
-        )
+            })
+        }
     }
 }
 

@@ -50,41 +50,47 @@ mod avx512 {
     /// by `vscalefps` (which also gives 0 and infinity past the float range).
     #[inline(always)]
     unsafe fn exp(x: __m512) -> __m512 {
-        // max/min return their second operand for NaN: the NaN in `x` goes through.
-        let x = _mm512_min_ps(_mm512_set1_ps(88.5), _mm512_max_ps(_mm512_set1_ps(-88.5), x));
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
-            x,
-            _mm512_set1_ps(std::f32::consts::LOG2_E),
-        ));
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
-        let mut p = _mm512_set1_ps(1.0 / 5040.0);
-        for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        unsafe {
+            // max/min return their second operand for NaN: the NaN in `x` goes through.
+            let x = _mm512_min_ps(_mm512_set1_ps(88.5), _mm512_max_ps(_mm512_set1_ps(-88.5), x));
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+                x,
+                _mm512_set1_ps(std::f32::consts::LOG2_E),
+            ));
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
+            let mut p = _mm512_set1_ps(1.0 / 5040.0);
+            for c in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+            }
+            _mm512_scalef_ps(p, n)
         }
-        _mm512_scalef_ps(p, n)
     }
 
     /// `1 / d` for `d >= 1` (or infinity): `vrcp14ps` and one Newton step.
     #[inline(always)]
     unsafe fn recip(d: __m512) -> __m512 {
-        let y = _mm512_rcp14_ps(d);
-        // y (2 - d y), as y + y (1 - d y): exact enough, and 0 stays 0 for infinite d.
-        let e = _mm512_fnmadd_ps(d, y, _mm512_set1_ps(1.0));
-        _mm512_fmadd_ps(y, e, y)
+        unsafe {
+            let y = _mm512_rcp14_ps(d);
+            // y (2 - d y), as y + y (1 - d y): exact enough, and 0 stays 0 for infinite d.
+            let e = _mm512_fnmadd_ps(d, y, _mm512_set1_ps(1.0));
+            _mm512_fmadd_ps(y, e, y)
+        }
     }
 
     #[inline(always)]
     unsafe fn sigmoid(x: __m512) -> __m512 {
-        recip(_mm512_add_ps(_mm512_set1_ps(1.0), exp(_mm512_sub_ps(_mm512_setzero_ps(), x))))
+        unsafe { recip(_mm512_add_ps(_mm512_set1_ps(1.0), exp(_mm512_sub_ps(_mm512_setzero_ps(), x)))) }
     }
 
     /// `1 - 2 / (e^{2x} + 1)`, the form the generic pass uses.
     #[inline(always)]
     unsafe fn tanh(x: __m512) -> __m512 {
-        let e = exp(_mm512_add_ps(x, x));
-        let one = _mm512_set1_ps(1.0);
-        _mm512_fnmadd_ps(_mm512_set1_ps(2.0), recip(_mm512_add_ps(e, one)), one)
+        unsafe {
+            let e = exp(_mm512_add_ps(x, x));
+            let one = _mm512_set1_ps(1.0);
+            _mm512_fnmadd_ps(_mm512_set1_ps(2.0), recip(_mm512_add_ps(e, one)), one)
+        }
     }
 
     /// The whole cell for `w` units. Gate order of `z` and `bias`: i, o, f, c.
@@ -101,31 +107,33 @@ mod avx512 {
         hc: Option<*mut f32>,
         out: *mut f32,
     ) {
-        let mut j = 0;
-        while j < w {
-            let m: __mmask16 = if w - j >= 16 { 0xffff } else { (1u16 << (w - j)) - 1 };
-            let load = |p: *const f32| _mm512_maskz_loadu_ps(m, p.add(j));
-            let mut zv = z.map(|p| load(p));
-            if let Some(b) = bias {
-                for g in 0..4 {
-                    zv[g] = _mm512_add_ps(zv[g], load(b[g]));
+        unsafe {
+            let mut j = 0;
+            while j < w {
+                let m: __mmask16 = if w - j >= 16 { 0xffff } else { (1u16 << (w - j)) - 1 };
+                let load = |p: *const f32| _mm512_maskz_loadu_ps(m, p.add(j));
+                let mut zv = z.map(|p| load(p));
+                if let Some(b) = bias {
+                    for g in 0..4 {
+                        zv[g] = _mm512_add_ps(zv[g], load(b[g]));
+                    }
                 }
+                let i = sigmoid(zv[0]);
+                let o = sigmoid(zv[1]);
+                let f = sigmoid(zv[2]);
+                let g = tanh(zv[3]);
+                let cv = _mm512_fmadd_ps(f, load(c_prev), _mm512_mul_ps(i, g));
+                let hv = tanh(cv);
+                for (p, v) in z.iter().zip([i, o, f, g]) {
+                    _mm512_mask_storeu_ps(p.add(j), m, v);
+                }
+                _mm512_mask_storeu_ps(c.add(j), m, cv);
+                if let Some(hc) = hc {
+                    _mm512_mask_storeu_ps(hc.add(j), m, hv);
+                }
+                _mm512_mask_storeu_ps(out.add(j), m, _mm512_mul_ps(o, hv));
+                j += 16;
             }
-            let i = sigmoid(zv[0]);
-            let o = sigmoid(zv[1]);
-            let f = sigmoid(zv[2]);
-            let g = tanh(zv[3]);
-            let cv = _mm512_fmadd_ps(f, load(c_prev), _mm512_mul_ps(i, g));
-            let hv = tanh(cv);
-            for (p, v) in z.iter().zip([i, o, f, g]) {
-                _mm512_mask_storeu_ps(p.add(j), m, v);
-            }
-            _mm512_mask_storeu_ps(c.add(j), m, cv);
-            if let Some(hc) = hc {
-                _mm512_mask_storeu_ps(hc.add(j), m, hv);
-            }
-            _mm512_mask_storeu_ps(out.add(j), m, _mm512_mul_ps(o, hv));
-            j += 16;
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use crate::alloc::{check_fits, copy_of, for_overwrite, product, with_capacity, zeroed};
+use crate::alloc::{check_fits, copy_of, product, with_capacity, zeroed};
 use crate::bf16::PackedBf16;
 use crate::error::{check_len, LstmError, Result};
 use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
@@ -196,10 +196,10 @@ impl<F> Ptr<F> {
     /// `off..off+len` must be in bounds and not aliased mutably elsewhere while in use.
     #[allow(clippy::mut_from_ref)]
     unsafe fn slice<'a>(self, off: usize, len: usize) -> &'a mut [F] {
-        std::slice::from_raw_parts_mut(self.0.add(off), len)
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(off), len) }
     }
     unsafe fn at(self, off: usize) -> *mut F {
-        self.0.add(off)
+        unsafe { self.0.add(off) }
     }
 }
 
@@ -318,35 +318,37 @@ unsafe fn gemm<F: Real>(
     rhs_cs: usize,
     parallel: usize,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !read_dst {
-            for i in 0..m {
-                for j in 0..n {
-                    *dst.add(i * dst_rs + j * dst_cs) = F::ZERO;
+    unsafe {
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !read_dst {
+                for i in 0..m {
+                    for j in 0..n {
+                        *dst.add(i * dst_rs + j * dst_cs) = F::ZERO;
+                    }
                 }
             }
+            return;
         }
-        return;
+        F::gemm_raw(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs as isize,
+            dst_rs as isize,
+            read_dst,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            parallel,
+        );
     }
-    F::gemm_raw(
-        m,
-        n,
-        k,
-        dst,
-        dst_cs as isize,
-        dst_rs as isize,
-        read_dst,
-        lhs,
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs,
-        rhs_cs as isize,
-        rhs_rs as isize,
-        parallel,
-    );
 }
 
 /// Runs the forward pass of one layer. `x` is `[T, B, I]`; `h0`/`c0` are `[D, B, P]`/`[D, B, H]`
@@ -439,7 +441,9 @@ fn forward_in_pool<F: Real>(
     // needs no zeroing); the tape keeps its own step-major copy for the backward pass.
     let direct = !keep_tape && sched.dense && s_len > 0;
     let y_len = t_len * b * nd * p;
-    let mut y = if sched.dense { for_overwrite::<F>("Y", y_len)? } else { zeroed::<F>("Y", y_len)? };
+    // Zeroed even where every element is written: a Vec over uninitialised floats is undefined
+    // behaviour, and calloc'd pages cost nothing until touched.
+    let mut y = zeroed::<F>("Y", y_len)?;
 
     let mut tapes: Vec<DirTape<F>> = dirs
         .iter()
@@ -452,7 +456,7 @@ fn forward_in_pool<F: Real>(
             // The projection below writes every running row (the bias is added in the
             // point-wise pass, where the rows are hot) and the rows of ended sequences are
             // zeroed, so the buffer skips a full zeroing.
-            let mut gates = for_overwrite::<F>("the tape's gates", s_len * b * g)?;
+            let mut gates = zeroed::<F>("the tape's gates", s_len * b * g)?;
             for (s, &n) in sched.active.iter().enumerate() {
                 gates[(s * b + n) * g..(s + 1) * b * g].fill(F::ZERO);
             }
@@ -616,21 +620,23 @@ unsafe fn project_inputs<F: Real>(
     out: &mut [F],
     accumulate: bool,
 ) -> Result<()> {
-    let rows: usize = runs.iter().map(|r| r.1).sum();
-    if runs.len() <= 1 && runs.first().is_none_or(|r| r.0 == 0) {
-        project_rows(path, threads, rows, i, g, lhs, w, packed, out, accumulate);
-        return Ok(());
-    }
-    let lhs_c = compact_rows(lhs, i, runs)?;
-    let mut out_c = if accumulate { compact_rows(out, g, runs)? } else { for_overwrite::<F>("the gates", rows * g)? };
-    project_rows(path, threads, rows, i, g, &lhs_c, w, packed, &mut out_c, accumulate);
-    let mut src = out_c.chunks_exact(g);
-    for &(first, count) in runs {
-        for row in out[first * g..(first + count) * g].chunks_exact_mut(g) {
-            row.copy_from_slice(src.next().expect("one projected row per running row"));
+    unsafe {
+        let rows: usize = runs.iter().map(|r| r.1).sum();
+        if runs.len() <= 1 && runs.first().is_none_or(|r| r.0 == 0) {
+            project_rows(path, threads, rows, i, g, lhs, w, packed, out, accumulate);
+            return Ok(());
         }
+        let lhs_c = compact_rows(lhs, i, runs)?;
+        let mut out_c = if accumulate { compact_rows(out, g, runs)? } else { zeroed::<F>("the gates", rows * g)? };
+        project_rows(path, threads, rows, i, g, &lhs_c, w, packed, &mut out_c, accumulate);
+        let mut src = out_c.chunks_exact(g);
+        for &(first, count) in runs {
+            for row in out[first * g..(first + count) * g].chunks_exact_mut(g) {
+                row.copy_from_slice(src.next().expect("one projected row per running row"));
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// `out[rows, 4H] (+)= lhs[rows, I] · W^T`, split over the threads by columns: W packed once
@@ -674,7 +680,9 @@ unsafe fn project_rows<F: Real>(
         return;
     }
     if rows > PANEL_PROJECT_MAX_ROWS || (rows > 64 && !simd) {
-        gemm(rows, g, i, out_ptr.at(0), g, 1, accumulate, lhs.as_ptr(), i, 1, w.as_ptr(), 1, i, threads);
+        // SAFETY: `lhs` is `rows × i`, `w` is `g × i` and `out` is `rows × g` (this function's
+        // contract), row-major with the strides given.
+        unsafe { gemm(rows, g, i, out_ptr.at(0), g, 1, accumulate, lhs.as_ptr(), i, 1, w.as_ptr(), 1, i, threads) };
         return;
     }
     if simd && streams_weights(rows, std::mem::size_of_val(w), tile_width::<F>() / 2) {
@@ -748,10 +756,12 @@ unsafe fn sweep_panel<F: Real>(
     out: Ptr<F>,
     accumulate: bool,
 ) {
-    let tw = tile_width::<F>();
-    for r0 in (0..rows).step_by(chunk) {
-        let n = (rows - r0).min(chunk);
-        axpy_cols(path, n, i, lhs.as_ptr().add(r0 * i), i, panel, tw, i * tw, segs, out.at(r0 * g), g, accumulate);
+    unsafe {
+        let tw = tile_width::<F>();
+        for r0 in (0..rows).step_by(chunk) {
+            let n = (rows - r0).min(chunk);
+            axpy_cols(path, n, i, lhs.as_ptr().add(r0 * i), i, panel, tw, i * tw, segs, out.at(r0 * g), g, accumulate);
+        }
     }
 }
 
@@ -805,10 +815,12 @@ impl<F> HStates<F> {
     /// # Safety
     /// `j` must be at most the number of steps the buffers were made for.
     unsafe fn at(&self, j: usize) -> (*mut F, usize) {
-        if j == 0 {
-            (self.h0.0, self.p)
-        } else {
-            (self.first.0.offset((j as isize - 1) * self.step), self.rs)
+        unsafe {
+            if j == 0 {
+                (self.h0.0, self.p)
+            } else {
+                (self.first.0.offset((j as isize - 1) * self.step), self.rs)
+            }
         }
     }
 
@@ -817,8 +829,10 @@ impl<F> HStates<F> {
     /// # Safety
     /// As for [`HStates::at`], and no one writes the row while the slice is in use.
     unsafe fn row<'a>(&self, j: usize, row: usize) -> &'a [F] {
-        let (blk, rs) = self.at(j);
-        std::slice::from_raw_parts(blk.add(row * rs), self.p)
+        unsafe {
+            let (blk, rs) = self.at(j);
+            std::slice::from_raw_parts(blk.add(row * rs), self.p)
+        }
     }
 }
 

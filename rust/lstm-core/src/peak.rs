@@ -80,16 +80,18 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2(iters: usize) -> f32 {
-        let (a, b) = (_mm256_set1_ps(std::hint::black_box(1.000_001)), _mm256_set1_ps(1e-7));
-        let mut acc = [_mm256_setzero_ps(); CHAINS];
-        for _ in 0..iters {
-            for v in acc.iter_mut() {
-                *v = _mm256_fmadd_ps(*v, a, b);
+        unsafe {
+            let (a, b) = (_mm256_set1_ps(std::hint::black_box(1.000_001)), _mm256_set1_ps(1e-7));
+            let mut acc = [_mm256_setzero_ps(); CHAINS];
+            for _ in 0..iters {
+                for v in acc.iter_mut() {
+                    *v = _mm256_fmadd_ps(*v, a, b);
+                }
             }
+            let mut out = [0f32; 8];
+            _mm256_storeu_ps(out.as_mut_ptr(), acc.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v)));
+            out.iter().sum()
         }
-        let mut out = [0f32; 8];
-        _mm256_storeu_ps(out.as_mut_ptr(), acc.iter().fold(_mm256_setzero_ps(), |s, &v| _mm256_add_ps(s, v)));
-        out.iter().sum()
     }
 }
 

@@ -81,28 +81,30 @@ pub(crate) unsafe fn dot_rows<F: Real>(
     out_rs: usize,
     accumulate: bool,
 ) {
-    // Weight rows outermost: each group of eight is read from memory once and stays in L1
-    // while every input row block passes over it.
-    for seg in segments {
-        let mut j = 0;
-        while j < seg.width {
-            let nj = (seg.width - j).min(16);
-            let wr: [*const F; 16] = std::array::from_fn(|q| w.add((seg.w_start + j + q.min(nj - 1)) * w_rs));
-            let mut r0 = 0;
-            while r0 < rows {
-                let nr = (rows - r0).min(ROW_BLOCK);
-                let l: [*const F; ROW_BLOCK] = std::array::from_fn(|r| lhs.add((r0 + r.min(nr - 1)) * lhs_rs));
-                let mut sums = [[F::ZERO; 16]; ROW_BLOCK];
-                dot_block(path, nr, nj, depth, &l, &wr, &mut sums);
-                for (r, row) in sums.iter().enumerate().take(nr) {
-                    let o = out.add((r0 + r) * out_rs + seg.out_col + j);
-                    for (q, &v) in row.iter().enumerate().take(nj) {
-                        *o.add(q) = if accumulate { *o.add(q) + v } else { v };
+    unsafe {
+        // Weight rows outermost: each group of eight is read from memory once and stays in L1
+        // while every input row block passes over it.
+        for seg in segments {
+            let mut j = 0;
+            while j < seg.width {
+                let nj = (seg.width - j).min(16);
+                let wr: [*const F; 16] = std::array::from_fn(|q| w.add((seg.w_start + j + q.min(nj - 1)) * w_rs));
+                let mut r0 = 0;
+                while r0 < rows {
+                    let nr = (rows - r0).min(ROW_BLOCK);
+                    let l: [*const F; ROW_BLOCK] = std::array::from_fn(|r| lhs.add((r0 + r.min(nr - 1)) * lhs_rs));
+                    let mut sums = [[F::ZERO; 16]; ROW_BLOCK];
+                    dot_block(path, nr, nj, depth, &l, &wr, &mut sums);
+                    for (r, row) in sums.iter().enumerate().take(nr) {
+                        let o = out.add((r0 + r) * out_rs + seg.out_col + j);
+                        for (q, &v) in row.iter().enumerate().take(nj) {
+                            *o.add(q) = if accumulate { *o.add(q) + v } else { v };
+                        }
                     }
+                    r0 += nr;
                 }
-                r0 += nr;
+                j += nj;
             }
-            j += nj;
         }
     }
 }
@@ -118,49 +120,51 @@ unsafe fn dot_block<F: Real>(
     w: &[*const F; 16],
     sums: &mut [[F; 16]; ROW_BLOCK],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let wide = match path {
-            KernelPath::Avx512 => Some(true),
-            KernelPath::Avx2 => Some(false),
-            _ => None,
-        };
-        if let Some(wide) = wide {
-            // SAFETY: `Real` is sealed to f32 and f64, so the casts reinterpret the same type.
-            if F::IS_F32 {
-                let (l, wv, s) = (
-                    lhs.map(|p| p as *const f32),
-                    w.map(|p| p as *const f32),
-                    &mut *(sums as *mut _ as *mut [[f32; 16]; ROW_BLOCK]),
-                );
-                if wide {
-                    x86::dot_f32_avx512(nr, nj, depth, &l, &wv, s)
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let wide = match path {
+                KernelPath::Avx512 => Some(true),
+                KernelPath::Avx2 => Some(false),
+                _ => None,
+            };
+            if let Some(wide) = wide {
+                // SAFETY: `Real` is sealed to f32 and f64, so the casts reinterpret the same type.
+                if F::IS_F32 {
+                    let (l, wv, s) = (
+                        lhs.map(|p| p as *const f32),
+                        w.map(|p| p as *const f32),
+                        &mut *(sums as *mut _ as *mut [[f32; 16]; ROW_BLOCK]),
+                    );
+                    if wide {
+                        x86::dot_f32_avx512(nr, nj, depth, &l, &wv, s)
+                    } else {
+                        x86::dot_f32_avx2(nr, nj, depth, &l, &wv, s)
+                    }
                 } else {
-                    x86::dot_f32_avx2(nr, nj, depth, &l, &wv, s)
+                    let (l, wv, s) = (
+                        lhs.map(|p| p as *const f64),
+                        w.map(|p| p as *const f64),
+                        &mut *(sums as *mut _ as *mut [[f64; 16]; ROW_BLOCK]),
+                    );
+                    if wide {
+                        x86::dot_f64_avx512(nr, nj, depth, &l, &wv, s)
+                    } else {
+                        x86::dot_f64_avx2(nr, nj, depth, &l, &wv, s)
+                    }
                 }
-            } else {
-                let (l, wv, s) = (
-                    lhs.map(|p| p as *const f64),
-                    w.map(|p| p as *const f64),
-                    &mut *(sums as *mut _ as *mut [[f64; 16]; ROW_BLOCK]),
-                );
-                if wide {
-                    x86::dot_f64_avx512(nr, nj, depth, &l, &wv, s)
-                } else {
-                    x86::dot_f64_avx2(nr, nj, depth, &l, &wv, s)
-                }
+                return;
             }
-            return;
         }
-    }
-    let _ = path;
-    for r in 0..nr {
-        for q in 0..nj {
-            let mut acc = F::ZERO;
-            for kk in 0..depth {
-                acc += *lhs[r].add(kk) * *w[q].add(kk);
+        let _ = path;
+        for r in 0..nr {
+            for q in 0..nj {
+                let mut acc = F::ZERO;
+                for kk in 0..depth {
+                    acc += *lhs[r].add(kk) * *w[q].add(kk);
+                }
+                sums[r][q] = acc;
             }
-            sums[r][q] = acc;
         }
     }
 }
@@ -242,44 +246,46 @@ fn pack_rows_in<F: Real>(
 /// # Safety
 /// Each row pointer has `depth` readable values; `dst` has room for `depth * rows.len()`.
 unsafe fn transpose_tile<F: Real>(path: KernelPath, rows: &[*const F], depth: usize, dst: *mut F) {
-    let tw = rows.len();
-    // Sixteen values of each row at a time, so the sixteen destination rows being written stay
-    // in L1.
-    let scalar = |k0: usize, k1: usize| {
-        for kb in (k0..k1).step_by(16) {
-            for (j, &row) in rows.iter().enumerate() {
-                for kk in kb..(kb + 16).min(k1) {
-                    *dst.add(kk * tw + j) = *row.add(kk);
+    unsafe {
+        let tw = rows.len();
+        // Sixteen values of each row at a time, so the sixteen destination rows being written stay
+        // in L1.
+        let scalar = |k0: usize, k1: usize| {
+            for kb in (k0..k1).step_by(16) {
+                for (j, &row) in rows.iter().enumerate() {
+                    for kk in kb..(kb + 16).min(k1) {
+                        *dst.add(kk * tw + j) = *row.add(kk);
+                    }
                 }
             }
-        }
-    };
-    #[cfg(target_arch = "x86_64")]
-    if path == KernelPath::Avx512 && F::IS_F32 && tw.is_multiple_of(16) && depth >= 16 {
-        // The register blocks start where the rows reach a cache line (arrays from numpy are
-        // often 16 bytes off one), so no load straddles two lines; the values before and after
-        // are covered by one unaligned block at each end, overlapping the aligned ones (the
-        // overlap is written twice with the same values).
-        let lead = (LINE - rows[0] as usize % LINE) % LINE / 4;
-        let whole = lead + (depth - lead) / 16 * 16;
-        let mut starts: Vec<usize> = (lead..whole).step_by(16).collect();
-        if lead > 0 {
-            starts.push(0);
-        }
-        if whole < depth {
-            starts.push(depth - 16);
-        }
-        for half in 0..tw / 16 {
-            for &kb in &starts {
-                let src: [*const f32; 16] = std::array::from_fn(|j| rows[16 * half + j].add(kb) as *const f32);
-                // SAFETY: `F` is f32 here (`Real` is sealed); kb + 16 <= depth.
-                x86::transpose16(&src, (dst as *mut f32).add(kb * tw + 16 * half), tw);
+        };
+        #[cfg(target_arch = "x86_64")]
+        if path == KernelPath::Avx512 && F::IS_F32 && tw.is_multiple_of(16) && depth >= 16 {
+            // The register blocks start where the rows reach a cache line (arrays from numpy are
+            // often 16 bytes off one), so no load straddles two lines; the values before and after
+            // are covered by one unaligned block at each end, overlapping the aligned ones (the
+            // overlap is written twice with the same values).
+            let lead = (LINE - rows[0] as usize % LINE) % LINE / 4;
+            let whole = lead + (depth - lead) / 16 * 16;
+            let mut starts: Vec<usize> = (lead..whole).step_by(16).collect();
+            if lead > 0 {
+                starts.push(0);
             }
+            if whole < depth {
+                starts.push(depth - 16);
+            }
+            for half in 0..tw / 16 {
+                for &kb in &starts {
+                    let src: [*const f32; 16] = std::array::from_fn(|j| rows[16 * half + j].add(kb) as *const f32);
+                    // SAFETY: `F` is f32 here (`Real` is sealed); kb + 16 <= depth.
+                    x86::transpose16(&src, (dst as *mut f32).add(kb * tw + 16 * half), tw);
+                }
+            }
+            return;
         }
-        return;
+        let _ = path;
+        scalar(0, depth);
     }
-    let _ = path;
-    scalar(0, depth);
 }
 
 /// Packs column slices of a row-major matrix `w` (`depth` rows, row stride `w_rs`) for
@@ -334,51 +340,54 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
     out_rs: usize,
     accumulate: bool,
 ) {
-    let tw = tile_width::<F>();
-    // Column tiles outermost: a tile's weights (depth x 128 bytes) stay in L2 while every
-    // row block passes over them, so the weights are read from memory once per call.
-    for seg in segments {
-        for tile in 0..seg.width.div_ceil(tw) {
-            let cols = (seg.width - tile * tw).min(tw);
-            let wt = w.add(seg.w_start + tile * tile_step);
-            let mut r0 = 0;
-            while r0 < rows {
-                let nr = (rows - r0).min(ROW_BLOCK);
-                let lhs_rows: [*const F; ROW_BLOCK] = std::array::from_fn(|r| lhs.add((r0 + r.min(nr - 1)) * lhs_rs));
-                let out_rows: [*mut F; ROW_BLOCK] =
-                    std::array::from_fn(|r| out.add((r0 + r.min(nr - 1)) * out_rs + seg.out_col + tile * tw));
-                if cols == tw {
-                    // Full tile: the kernel keeps the accumulators in registers, loading and
-                    // storing the output rows directly.
-                    tile_product(path, false, nr, depth, &lhs_rows, wt, w_rs, &out_rows, accumulate);
-                } else {
-                    // A partial tile goes through a buffer of whole tiles whose first `cols`
-                    // columns are then stored: a padded panel's tile is read whole by the same
-                    // kernel; weights read in place would run past the slice, so a plain loop.
-                    let mut acc = [[F::ZERO; 32]; ROW_BLOCK];
-                    if accumulate {
-                        for (r, row) in acc.iter_mut().enumerate().take(nr) {
-                            std::ptr::copy_nonoverlapping(out_rows[r], row.as_mut_ptr(), cols);
-                        }
-                    }
-                    if seg.padded {
-                        let acc_rows: [*mut F; ROW_BLOCK] = std::array::from_fn(|r| acc[r].as_mut_ptr());
-                        tile_product(path, false, nr, depth, &lhs_rows, wt, w_rs, &acc_rows, accumulate);
+    unsafe {
+        let tw = tile_width::<F>();
+        // Column tiles outermost: a tile's weights (depth x 128 bytes) stay in L2 while every
+        // row block passes over them, so the weights are read from memory once per call.
+        for seg in segments {
+            for tile in 0..seg.width.div_ceil(tw) {
+                let cols = (seg.width - tile * tw).min(tw);
+                let wt = w.add(seg.w_start + tile * tile_step);
+                let mut r0 = 0;
+                while r0 < rows {
+                    let nr = (rows - r0).min(ROW_BLOCK);
+                    let lhs_rows: [*const F; ROW_BLOCK] =
+                        std::array::from_fn(|r| lhs.add((r0 + r.min(nr - 1)) * lhs_rs));
+                    let out_rows: [*mut F; ROW_BLOCK] =
+                        std::array::from_fn(|r| out.add((r0 + r.min(nr - 1)) * out_rs + seg.out_col + tile * tw));
+                    if cols == tw {
+                        // Full tile: the kernel keeps the accumulators in registers, loading and
+                        // storing the output rows directly.
+                        tile_product(path, false, nr, depth, &lhs_rows, wt, w_rs, &out_rows, accumulate);
                     } else {
-                        for (r, row) in acc.iter_mut().enumerate().take(nr) {
-                            for kk in 0..depth {
-                                let hv = *lhs_rows[r].add(kk);
-                                for (j, a) in row.iter_mut().enumerate().take(cols) {
-                                    *a += hv * *wt.add(kk * w_rs + j);
+                        // A partial tile goes through a buffer of whole tiles whose first `cols`
+                        // columns are then stored: a padded panel's tile is read whole by the same
+                        // kernel; weights read in place would run past the slice, so a plain loop.
+                        let mut acc = [[F::ZERO; 32]; ROW_BLOCK];
+                        if accumulate {
+                            for (r, row) in acc.iter_mut().enumerate().take(nr) {
+                                std::ptr::copy_nonoverlapping(out_rows[r], row.as_mut_ptr(), cols);
+                            }
+                        }
+                        if seg.padded {
+                            let acc_rows: [*mut F; ROW_BLOCK] = std::array::from_fn(|r| acc[r].as_mut_ptr());
+                            tile_product(path, false, nr, depth, &lhs_rows, wt, w_rs, &acc_rows, accumulate);
+                        } else {
+                            for (r, row) in acc.iter_mut().enumerate().take(nr) {
+                                for kk in 0..depth {
+                                    let hv = *lhs_rows[r].add(kk);
+                                    for (j, a) in row.iter_mut().enumerate().take(cols) {
+                                        *a += hv * *wt.add(kk * w_rs + j);
+                                    }
                                 }
                             }
                         }
+                        for (r, row) in acc.iter().enumerate().take(nr) {
+                            std::ptr::copy_nonoverlapping(row.as_ptr(), out_rows[r], cols);
+                        }
                     }
-                    for (r, row) in acc.iter().enumerate().take(nr) {
-                        std::ptr::copy_nonoverlapping(row.as_ptr(), out_rows[r], cols);
-                    }
+                    r0 += nr;
                 }
-                r0 += nr;
             }
         }
     }
@@ -411,27 +420,30 @@ pub(crate) unsafe fn weight_rows_product<F: Real>(
     out_rs: usize,
     accumulate: bool,
 ) {
-    const BLOCK: usize = 2 * ROW_BLOCK;
-    let tw = tile_width::<F>();
-    let tiles = rows.div_ceil(tw);
-    let stride = tiles * tw;
-    let mut block = vec![F::ZERO; BLOCK * stride];
-    for &(mut c, c1) in ranges {
-        while c < c1 {
-            let nc = (c1 - c).min(BLOCK);
-            for half in (0..nc).step_by(ROW_BLOCK) {
-                let nr = (nc - half).min(ROW_BLOCK);
-                let w_rows: [*const F; ROW_BLOCK] = std::array::from_fn(|r| w.add((c + half + r.min(nr - 1)) * w_rs));
-                for tile in 0..tiles {
-                    let o: [*mut F; ROW_BLOCK] =
-                        std::array::from_fn(|r| block.as_mut_ptr().add((half + r) * stride + tile * tw));
-                    // A last tile at most half full runs on the half-width kernel.
-                    let narrow = rows - tile * tw <= tw / 2;
-                    tile_product(path, narrow, nr, depth, &w_rows, xt.add(tile * depth * tw), tw, &o, false);
+    unsafe {
+        const BLOCK: usize = 2 * ROW_BLOCK;
+        let tw = tile_width::<F>();
+        let tiles = rows.div_ceil(tw);
+        let stride = tiles * tw;
+        let mut block = vec![F::ZERO; BLOCK * stride];
+        for &(mut c, c1) in ranges {
+            while c < c1 {
+                let nc = (c1 - c).min(BLOCK);
+                for half in (0..nc).step_by(ROW_BLOCK) {
+                    let nr = (nc - half).min(ROW_BLOCK);
+                    let w_rows: [*const F; ROW_BLOCK] =
+                        std::array::from_fn(|r| w.add((c + half + r.min(nr - 1)) * w_rs));
+                    for tile in 0..tiles {
+                        let o: [*mut F; ROW_BLOCK] =
+                            std::array::from_fn(|r| block.as_mut_ptr().add((half + r) * stride + tile * tw));
+                        // A last tile at most half full runs on the half-width kernel.
+                        let narrow = rows - tile * tw <= tw / 2;
+                        tile_product(path, narrow, nr, depth, &w_rows, xt.add(tile * depth * tw), tw, &o, false);
+                    }
                 }
+                store_transposed(path, &block, stride, nc, rows, out.add(c), out_rs, accumulate);
+                c += nc;
             }
-            store_transposed(path, &block, stride, nc, rows, out.add(c), out_rs, accumulate);
-            c += nc;
         }
     }
 }
@@ -449,30 +461,32 @@ unsafe fn store_transposed<F: Real>(
     out_rs: usize,
     accumulate: bool,
 ) {
-    let put = |d: *mut F, v: F| *d = if accumulate { *d + v } else { v };
-    let mut r0 = 0;
-    #[cfg(target_arch = "x86_64")]
-    if path == KernelPath::Avx512 && F::IS_F32 {
-        let mut t = [0f32; 256];
-        while r0 < rows {
-            // Block rows past `cols` hold stale sums: they are transposed but never stored.
-            let src: [*const f32; 16] = std::array::from_fn(|j| block.as_ptr().add(j * stride + r0) as *const f32);
-            x86::transpose16(&src, t.as_mut_ptr(), 16);
-            for r in 0..(rows - r0).min(16) {
-                let d = out.add((r0 + r) * out_rs);
-                for (j, &v) in t[r * 16..][..cols].iter().enumerate() {
-                    // SAFETY: `F` is f32 on this path (`Real` is sealed).
-                    put(d.add(j), *(&v as *const f32 as *const F));
+    unsafe {
+        let put = |d: *mut F, v: F| *d = if accumulate { *d + v } else { v };
+        let mut r0 = 0;
+        #[cfg(target_arch = "x86_64")]
+        if path == KernelPath::Avx512 && F::IS_F32 {
+            let mut t = [0f32; 256];
+            while r0 < rows {
+                // Block rows past `cols` hold stale sums: they are transposed but never stored.
+                let src: [*const f32; 16] = std::array::from_fn(|j| block.as_ptr().add(j * stride + r0) as *const f32);
+                x86::transpose16(&src, t.as_mut_ptr(), 16);
+                for r in 0..(rows - r0).min(16) {
+                    let d = out.add((r0 + r) * out_rs);
+                    for (j, &v) in t[r * 16..][..cols].iter().enumerate() {
+                        // SAFETY: `F` is f32 on this path (`Real` is sealed).
+                        put(d.add(j), *(&v as *const f32 as *const F));
+                    }
                 }
+                r0 += 16;
             }
-            r0 += 16;
+            return;
         }
-        return;
-    }
-    let _ = path;
-    for r in r0..rows {
-        for j in 0..cols {
-            put(out.add(r * out_rs + j), block[j * stride + r]);
+        let _ = path;
+        for r in r0..rows {
+            for j in 0..cols {
+                put(out.add(r * out_rs + j), block[j * stride + r]);
+            }
         }
     }
 }
@@ -492,49 +506,51 @@ unsafe fn tile_product<F: Real>(
     out: &[*mut F; ROW_BLOCK],
     accumulate: bool,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let simd = match path {
-            KernelPath::Avx512 => Some(true),
-            KernelPath::Avx2 => Some(false),
-            _ => None,
-        };
-        if let Some(wide) = simd {
-            // SAFETY: `Real` is sealed to f32 and f64, so the casts reinterpret the same type.
-            if F::IS_F32 {
-                let (l, w, o) = (lhs.map(|p| p as *const f32), w as *const f32, out.map(|p| p as *mut f32));
-                match (wide, half) {
-                    (true, false) => x86::f32_avx512(nr, k, &l, w, w_rs, &o, accumulate),
-                    (true, true) => x86::f32_avx512_half(nr, k, &l, w, w_rs, &o, accumulate),
-                    (false, false) => x86::f32_avx2(nr, k, &l, w, w_rs, &o, accumulate),
-                    (false, true) => x86::f32_avx2_half(nr, k, &l, w, w_rs, &o, accumulate),
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let simd = match path {
+                KernelPath::Avx512 => Some(true),
+                KernelPath::Avx2 => Some(false),
+                _ => None,
+            };
+            if let Some(wide) = simd {
+                // SAFETY: `Real` is sealed to f32 and f64, so the casts reinterpret the same type.
+                if F::IS_F32 {
+                    let (l, w, o) = (lhs.map(|p| p as *const f32), w as *const f32, out.map(|p| p as *mut f32));
+                    match (wide, half) {
+                        (true, false) => x86::f32_avx512(nr, k, &l, w, w_rs, &o, accumulate),
+                        (true, true) => x86::f32_avx512_half(nr, k, &l, w, w_rs, &o, accumulate),
+                        (false, false) => x86::f32_avx2(nr, k, &l, w, w_rs, &o, accumulate),
+                        (false, true) => x86::f32_avx2_half(nr, k, &l, w, w_rs, &o, accumulate),
+                    }
+                } else {
+                    let (l, w, o) = (lhs.map(|p| p as *const f64), w as *const f64, out.map(|p| p as *mut f64));
+                    match (wide, half) {
+                        (true, false) => x86::f64_avx512(nr, k, &l, w, w_rs, &o, accumulate),
+                        (true, true) => x86::f64_avx512_half(nr, k, &l, w, w_rs, &o, accumulate),
+                        (false, false) => x86::f64_avx2(nr, k, &l, w, w_rs, &o, accumulate),
+                        (false, true) => x86::f64_avx2_half(nr, k, &l, w, w_rs, &o, accumulate),
+                    }
                 }
-            } else {
-                let (l, w, o) = (lhs.map(|p| p as *const f64), w as *const f64, out.map(|p| p as *mut f64));
-                match (wide, half) {
-                    (true, false) => x86::f64_avx512(nr, k, &l, w, w_rs, &o, accumulate),
-                    (true, true) => x86::f64_avx512_half(nr, k, &l, w, w_rs, &o, accumulate),
-                    (false, false) => x86::f64_avx2(nr, k, &l, w, w_rs, &o, accumulate),
-                    (false, true) => x86::f64_avx2_half(nr, k, &l, w, w_rs, &o, accumulate),
-                }
-            }
-            return;
-        }
-    }
-    let _ = path;
-    let tw = if half { tile_width::<F>() / 2 } else { tile_width::<F>() };
-    for (&l, &o) in lhs.iter().zip(out).take(nr) {
-        let mut acc = [F::ZERO; 32];
-        if accumulate {
-            std::ptr::copy_nonoverlapping(o, acc.as_mut_ptr(), tw);
-        }
-        for kk in 0..k {
-            let hv = *l.add(kk);
-            for (j, a) in acc.iter_mut().enumerate().take(tw) {
-                *a += hv * *w.add(kk * w_rs + j);
+                return;
             }
         }
-        std::ptr::copy_nonoverlapping(acc.as_ptr(), o, tw);
+        let _ = path;
+        let tw = if half { tile_width::<F>() / 2 } else { tile_width::<F>() };
+        for (&l, &o) in lhs.iter().zip(out).take(nr) {
+            let mut acc = [F::ZERO; 32];
+            if accumulate {
+                std::ptr::copy_nonoverlapping(o, acc.as_mut_ptr(), tw);
+            }
+            for kk in 0..k {
+                let hv = *l.add(kk);
+                for (j, a) in acc.iter_mut().enumerate().take(tw) {
+                    *a += hv * *w.add(kk * w_rs + j);
+                }
+            }
+            std::ptr::copy_nonoverlapping(acc.as_ptr(), o, tw);
+        }
     }
 }
 
@@ -557,59 +573,61 @@ mod x86 {
                 out: &[*mut $t],
                 accumulate: bool,
             ) {
-                let mut acc: [[[$v; $nv]; R]; U] = [[[$zero(); $nv]; R]; U];
-                for r in 0..R {
-                    for q in 0..$nv {
-                        if accumulate {
-                            acc[0][r][q] = $loadu(out[r].add(q * $lanes));
-                        }
-                    }
-                }
-                let step = w_rs;
-                let strided = w_rs * std::mem::size_of::<$t>() != 128;
-                let mut kk = 0;
-                while kk + U <= k {
-                    for u in 0..U {
-                        let wk = w.add((kk + u) * step);
-                        // Strided tiles cross a page every row: prefetch a few rows ahead
-                        // (a packed panel streams in order, which the hardware follows).
-                        if strided {
-                            _mm_prefetch::<_MM_HINT_T0>(wk.wrapping_add(8 * step) as *const i8);
-                            _mm_prefetch::<_MM_HINT_T0>(
-                                wk.wrapping_add(8 * step + 64 / std::mem::size_of::<$t>()) as *const i8
-                            );
-                        }
-                        let wv: [$v; $nv] = std::array::from_fn(|q| $loadu(wk.add(q * $lanes)));
-                        for r in 0..R {
-                            let hv = $set1(*lhs[r].add(kk + u));
-                            for q in 0..$nv {
-                                acc[u][r][q] = $fmadd(hv, wv[q], acc[u][r][q]);
+                unsafe {
+                    let mut acc: [[[$v; $nv]; R]; U] = [[[$zero(); $nv]; R]; U];
+                    for r in 0..R {
+                        for q in 0..$nv {
+                            if accumulate {
+                                acc[0][r][q] = $loadu(out[r].add(q * $lanes));
                             }
                         }
                     }
-                    kk += U;
-                }
-                while kk < k {
-                    let wk = w.add(kk * step);
-                    let wv: [$v; $nv] = std::array::from_fn(|q| $loadu(wk.add(q * $lanes)));
-                    for r in 0..R {
-                        let hv = $set1(*lhs[r].add(kk));
-                        for q in 0..$nv {
-                            acc[0][r][q] = $fmadd(hv, wv[q], acc[0][r][q]);
+                    let step = w_rs;
+                    let strided = w_rs * std::mem::size_of::<$t>() != 128;
+                    let mut kk = 0;
+                    while kk + U <= k {
+                        for u in 0..U {
+                            let wk = w.add((kk + u) * step);
+                            // Strided tiles cross a page every row: prefetch a few rows ahead
+                            // (a packed panel streams in order, which the hardware follows).
+                            if strided {
+                                _mm_prefetch::<_MM_HINT_T0>(wk.wrapping_add(8 * step) as *const i8);
+                                _mm_prefetch::<_MM_HINT_T0>(
+                                    wk.wrapping_add(8 * step + 64 / std::mem::size_of::<$t>()) as *const i8
+                                );
+                            }
+                            let wv: [$v; $nv] = std::array::from_fn(|q| $loadu(wk.add(q * $lanes)));
+                            for r in 0..R {
+                                let hv = $set1(*lhs[r].add(kk + u));
+                                for q in 0..$nv {
+                                    acc[u][r][q] = $fmadd(hv, wv[q], acc[u][r][q]);
+                                }
+                            }
+                        }
+                        kk += U;
+                    }
+                    while kk < k {
+                        let wk = w.add(kk * step);
+                        let wv: [$v; $nv] = std::array::from_fn(|q| $loadu(wk.add(q * $lanes)));
+                        for r in 0..R {
+                            let hv = $set1(*lhs[r].add(kk));
+                            for q in 0..$nv {
+                                acc[0][r][q] = $fmadd(hv, wv[q], acc[0][r][q]);
+                            }
+                        }
+                        kk += 1;
+                    }
+                    for u in 1..U {
+                        for r in 0..R {
+                            for q in 0..$nv {
+                                acc[0][r][q] = $add(acc[0][r][q], acc[u][r][q]);
+                            }
                         }
                     }
-                    kk += 1;
-                }
-                for u in 1..U {
                     for r in 0..R {
                         for q in 0..$nv {
-                            acc[0][r][q] = $add(acc[0][r][q], acc[u][r][q]);
+                            $storeu(out[r].add(q * $lanes), acc[0][r][q]);
                         }
-                    }
-                }
-                for r in 0..R {
-                    for q in 0..$nv {
-                        $storeu(out[r].add(q * $lanes), acc[0][r][q]);
                     }
                 }
             }
@@ -626,21 +644,23 @@ mod x86 {
                 out: &[*mut $t; 8],
                 accumulate: bool,
             ) {
-                let mut r0 = 0;
-                while r0 < nr {
-                    let n = (nr - r0).min($maxr);
-                    let (l, o) = (&lhs[r0..], &out[r0..]);
-                    match n {
-                        1 => block::<1, { 8 / $nv }>(k, l, w, w_rs, o, accumulate),
-                        2 => block::<2, { 8 / (2 * $nv) + (2 * $nv > 8) as usize }>(k, l, w, w_rs, o, accumulate),
-                        3 => block::<3, 2>(k, l, w, w_rs, o, accumulate),
-                        4 => block::<4, 2>(k, l, w, w_rs, o, accumulate),
-                        5 => block::<5, 1>(k, l, w, w_rs, o, accumulate),
-                        6 => block::<6, 1>(k, l, w, w_rs, o, accumulate),
-                        7 => block::<7, 1>(k, l, w, w_rs, o, accumulate),
-                        _ => block::<8, 1>(k, l, w, w_rs, o, accumulate),
+                unsafe {
+                    let mut r0 = 0;
+                    while r0 < nr {
+                        let n = (nr - r0).min($maxr);
+                        let (l, o) = (&lhs[r0..], &out[r0..]);
+                        match n {
+                            1 => block::<1, { 8 / $nv }>(k, l, w, w_rs, o, accumulate),
+                            2 => block::<2, { 8 / (2 * $nv) + (2 * $nv > 8) as usize }>(k, l, w, w_rs, o, accumulate),
+                            3 => block::<3, 2>(k, l, w, w_rs, o, accumulate),
+                            4 => block::<4, 2>(k, l, w, w_rs, o, accumulate),
+                            5 => block::<5, 1>(k, l, w, w_rs, o, accumulate),
+                            6 => block::<6, 1>(k, l, w, w_rs, o, accumulate),
+                            7 => block::<7, 1>(k, l, w, w_rs, o, accumulate),
+                            _ => block::<8, 1>(k, l, w, w_rs, o, accumulate),
+                        }
+                        r0 += n;
                     }
-                    r0 += n;
                 }
             }
         };
@@ -751,37 +771,39 @@ mod x86 {
                 w: &[*const $t],
                 sums: &mut [[$t; 16]],
             ) {
-                let mut acc: [[$v; J]; R] = [[$zero(); J]; R];
-                let mut kk = 0;
-                while kk + $lanes <= k {
-                    let wv: [$v; J] = std::array::from_fn(|q| $loadu(w[q].add(kk)));
-                    for r in 0..R {
-                        let hv = $loadu(lhs[r].add(kk));
-                        for q in 0..J {
-                            acc[r][q] = $fmadd(hv, wv[q], acc[r][q]);
+                unsafe {
+                    let mut acc: [[$v; J]; R] = [[$zero(); J]; R];
+                    let mut kk = 0;
+                    while kk + $lanes <= k {
+                        let wv: [$v; J] = std::array::from_fn(|q| $loadu(w[q].add(kk)));
+                        for r in 0..R {
+                            let hv = $loadu(lhs[r].add(kk));
+                            for q in 0..J {
+                                acc[r][q] = $fmadd(hv, wv[q], acc[r][q]);
+                            }
                         }
+                        kk += $lanes;
                     }
-                    kk += $lanes;
-                }
-                let tail = |r: usize, q: usize| {
-                    let mut t = 0.0 as $t;
-                    for k2 in kk..k {
-                        t += *lhs[r].add(k2) * *w[q].add(k2);
-                    }
-                    t
-                };
-                if R * J == $full {
-                    let flat: [$v; $full] = std::array::from_fn(|a| acc[a / J][a % J]);
-                    let mut out = [0.0 as $t; $lanes];
-                    $reduce_all(&flat, &mut out);
-                    for a in 0..$full {
-                        let (r, q) = (a / J, a % J);
-                        sums[r][q] = out[$lane_of(a)] + tail(r, q);
-                    }
-                } else {
-                    for r in 0..R {
-                        for q in 0..J {
-                            sums[r][q] = $hsum(acc[r][q]) + tail(r, q);
+                    let tail = |r: usize, q: usize| {
+                        let mut t = 0.0 as $t;
+                        for k2 in kk..k {
+                            t += *lhs[r].add(k2) * *w[q].add(k2);
+                        }
+                        t
+                    };
+                    if R * J == $full {
+                        let flat: [$v; $full] = std::array::from_fn(|a| acc[a / J][a % J]);
+                        let mut out = [0.0 as $t; $lanes];
+                        $reduce_all(&flat, &mut out);
+                        for a in 0..$full {
+                            let (r, q) = (a / J, a % J);
+                            sums[r][q] = out[$lane_of(a)] + tail(r, q);
+                        }
+                    } else {
+                        for r in 0..R {
+                            for q in 0..J {
+                                sums[r][q] = $hsum(acc[r][q]) + tail(r, q);
+                            }
                         }
                     }
                 }
@@ -797,21 +819,23 @@ mod x86 {
                 w: &[*const $t; 16],
                 sums: &mut [[$t; 16]],
             ) {
-                let mut part = [[0.0 as $t; 16]; R];
-                let mut q0 = 0;
-                while q0 + J <= nj {
-                    block::<R, J>(k, lhs, &w[q0..], &mut part);
-                    for r in 0..R {
-                        sums[r][q0..q0 + J].copy_from_slice(&part[r][..J]);
+                unsafe {
+                    let mut part = [[0.0 as $t; 16]; R];
+                    let mut q0 = 0;
+                    while q0 + J <= nj {
+                        block::<R, J>(k, lhs, &w[q0..], &mut part);
+                        for r in 0..R {
+                            sums[r][q0..q0 + J].copy_from_slice(&part[r][..J]);
+                        }
+                        q0 += J;
                     }
-                    q0 += J;
-                }
-                while q0 < nj {
-                    block::<R, 1>(k, lhs, &w[q0..], &mut part);
-                    for r in 0..R {
-                        sums[r][q0] = part[r][0];
+                    while q0 < nj {
+                        block::<R, 1>(k, lhs, &w[q0..], &mut part);
+                        for r in 0..R {
+                            sums[r][q0] = part[r][0];
+                        }
+                        q0 += 1;
                     }
-                    q0 += 1;
                 }
             }
 
@@ -827,21 +851,23 @@ mod x86 {
                 w: &[*const $t; 16],
                 sums: &mut [[$t; 16]; 8],
             ) {
-                let mut r0 = 0;
-                while r0 < nr {
-                    let n = (nr - r0).min($maxr);
-                    let (l, s) = (&lhs[r0..], &mut sums[r0..]);
-                    match n {
-                        1 => rows::<1, { $acc }>(nj, k, l, w, s),
-                        2 => rows::<2, { $acc / 2 }>(nj, k, l, w, s),
-                        3 => rows::<3, { $acc / 3 }>(nj, k, l, w, s),
-                        4 => rows::<4, { $acc / 4 }>(nj, k, l, w, s),
-                        5 => rows::<5, { $acc / 5 }>(nj, k, l, w, s),
-                        6 => rows::<6, { $acc / 6 }>(nj, k, l, w, s),
-                        7 => rows::<7, { $acc / 7 }>(nj, k, l, w, s),
-                        _ => rows::<8, { $acc / 8 }>(nj, k, l, w, s),
+                unsafe {
+                    let mut r0 = 0;
+                    while r0 < nr {
+                        let n = (nr - r0).min($maxr);
+                        let (l, s) = (&lhs[r0..], &mut sums[r0..]);
+                        match n {
+                            1 => rows::<1, { $acc }>(nj, k, l, w, s),
+                            2 => rows::<2, { $acc / 2 }>(nj, k, l, w, s),
+                            3 => rows::<3, { $acc / 3 }>(nj, k, l, w, s),
+                            4 => rows::<4, { $acc / 4 }>(nj, k, l, w, s),
+                            5 => rows::<5, { $acc / 5 }>(nj, k, l, w, s),
+                            6 => rows::<6, { $acc / 6 }>(nj, k, l, w, s),
+                            7 => rows::<7, { $acc / 7 }>(nj, k, l, w, s),
+                            _ => rows::<8, { $acc / 8 }>(nj, k, l, w, s),
+                        }
+                        r0 += n;
                     }
-                    r0 += n;
                 }
             }
         };
@@ -851,18 +877,20 @@ mod x86 {
     /// `v[a]`. Four levels of shuffles and adds instead of 16 separate horizontal sums.
     #[target_feature(enable = "avx512f")]
     unsafe fn reduce16_ps(v: &[__m512; 16], out: &mut [f32; 16]) {
-        let w: [__m512; 8] = std::array::from_fn(|i| {
-            let (a, b) = (v[2 * i], v[2 * i + 1]);
-            _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b))
-        });
-        let x: [__m512; 4] = std::array::from_fn(|i| {
-            let (a, b) = (w[2 * i], w[2 * i + 1]);
-            _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(a, b), _mm512_shuffle_f32x4::<0xDD>(a, b))
-        });
-        let y0 = _mm512_add_ps(_mm512_unpacklo_ps(x[0], x[1]), _mm512_unpackhi_ps(x[0], x[1]));
-        let y1 = _mm512_add_ps(_mm512_unpacklo_ps(x[2], x[3]), _mm512_unpackhi_ps(x[2], x[3]));
-        let z = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(y0, y1), _mm512_shuffle_ps::<0xEE>(y0, y1));
-        _mm512_storeu_ps(out.as_mut_ptr(), z);
+        unsafe {
+            let w: [__m512; 8] = std::array::from_fn(|i| {
+                let (a, b) = (v[2 * i], v[2 * i + 1]);
+                _mm512_add_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b))
+            });
+            let x: [__m512; 4] = std::array::from_fn(|i| {
+                let (a, b) = (w[2 * i], w[2 * i + 1]);
+                _mm512_add_ps(_mm512_shuffle_f32x4::<0x88>(a, b), _mm512_shuffle_f32x4::<0xDD>(a, b))
+            });
+            let y0 = _mm512_add_ps(_mm512_unpacklo_ps(x[0], x[1]), _mm512_unpackhi_ps(x[0], x[1]));
+            let y1 = _mm512_add_ps(_mm512_unpacklo_ps(x[2], x[3]), _mm512_unpackhi_ps(x[2], x[3]));
+            let z = _mm512_add_ps(_mm512_shuffle_ps::<0x44>(y0, y1), _mm512_shuffle_ps::<0xEE>(y0, y1));
+            _mm512_storeu_ps(out.as_mut_ptr(), z);
+        }
     }
     fn lane16(a: usize) -> usize {
         4 * (a % 4) + a / 4
@@ -871,16 +899,18 @@ mod x86 {
     /// Sums each of 8 registers into one register: lane `2·(a % 4) + a / 4` holds `Σ v[a]`.
     #[target_feature(enable = "avx512f")]
     unsafe fn reduce8_pd(v: &[__m512d; 8], out: &mut [f64; 8]) {
-        let w: [__m512d; 4] = std::array::from_fn(|i| {
-            let (a, b) = (v[2 * i], v[2 * i + 1]);
-            _mm512_add_pd(_mm512_shuffle_f64x2::<0x44>(a, b), _mm512_shuffle_f64x2::<0xEE>(a, b))
-        });
-        let x: [__m512d; 2] = std::array::from_fn(|i| {
-            let (a, b) = (w[2 * i], w[2 * i + 1]);
-            _mm512_add_pd(_mm512_shuffle_f64x2::<0x88>(a, b), _mm512_shuffle_f64x2::<0xDD>(a, b))
-        });
-        let z = _mm512_add_pd(_mm512_unpacklo_pd(x[0], x[1]), _mm512_unpackhi_pd(x[0], x[1]));
-        _mm512_storeu_pd(out.as_mut_ptr(), z);
+        unsafe {
+            let w: [__m512d; 4] = std::array::from_fn(|i| {
+                let (a, b) = (v[2 * i], v[2 * i + 1]);
+                _mm512_add_pd(_mm512_shuffle_f64x2::<0x44>(a, b), _mm512_shuffle_f64x2::<0xEE>(a, b))
+            });
+            let x: [__m512d; 2] = std::array::from_fn(|i| {
+                let (a, b) = (w[2 * i], w[2 * i + 1]);
+                _mm512_add_pd(_mm512_shuffle_f64x2::<0x88>(a, b), _mm512_shuffle_f64x2::<0xDD>(a, b))
+            });
+            let z = _mm512_add_pd(_mm512_unpacklo_pd(x[0], x[1]), _mm512_unpackhi_pd(x[0], x[1]));
+            _mm512_storeu_pd(out.as_mut_ptr(), z);
+        }
     }
     fn lane8(a: usize) -> usize {
         2 * (a % 4) + a / 4
@@ -949,37 +979,39 @@ mod x86 {
     /// (32-bit pairs, 64-bit pairs, then 128-bit lanes twice).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transpose16(src: &[*const f32; 16], dst: *mut f32, dst_rs: usize) {
-        // Sixteen rows a page apart defeat the hardware prefetcher: fetch a few lines ahead.
-        for &row in src {
-            _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH_AHEAD) as *const i8);
-        }
-        let r: [__m512; 16] = std::array::from_fn(|j| _mm512_loadu_ps(src[j]));
-        // t[2p] / t[2p+1]: rows 2p and 2p+1 interleaved (columns 0,1 / 2,3 of each lane).
-        let t: [__m512d; 16] = std::array::from_fn(|i| {
-            let (a, b) = (r[i & !1], r[i | 1]);
-            _mm512_castps_pd(if i % 2 == 0 { _mm512_unpacklo_ps(a, b) } else { _mm512_unpackhi_ps(a, b) })
-        });
-        // u[4q + c]: column c (+4, +8, +12 per lane) of rows 4q..4q+4.
-        let u: [__m512; 16] = std::array::from_fn(|i| {
-            let (q, c) = (i / 4, i % 4);
-            let (a, b) = (t[4 * q + c / 2], t[4 * q + 2 + c / 2]);
-            _mm512_castpd_ps(if c % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
-        });
-        // v[8h + c']: lanes of columns (c', c'+8) for rows 8h..8h+8, c' < 8.
-        let v: [__m512; 16] = std::array::from_fn(|i| {
-            let (h, c) = (i / 8, i % 8);
-            let (a, b) = (u[8 * h + c % 4], u[8 * h + 4 + c % 4]);
-            if c < 4 {
-                _mm512_shuffle_f32x4::<0x88>(a, b)
-            } else {
-                _mm512_shuffle_f32x4::<0xdd>(a, b)
+        unsafe {
+            // Sixteen rows a page apart defeat the hardware prefetcher: fetch a few lines ahead.
+            for &row in src {
+                _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(PREFETCH_AHEAD) as *const i8);
             }
-        });
-        for c in 0..8 {
-            let (a, b) = (v[c], v[8 + c]);
-            // Column order inside v: c < 4 holds columns (c, c+8); c >= 4 holds (c, c+8) too.
-            _mm512_storeu_ps(dst.add(c * dst_rs), _mm512_shuffle_f32x4::<0x88>(a, b));
-            _mm512_storeu_ps(dst.add((c + 8) * dst_rs), _mm512_shuffle_f32x4::<0xdd>(a, b));
+            let r: [__m512; 16] = std::array::from_fn(|j| _mm512_loadu_ps(src[j]));
+            // t[2p] / t[2p+1]: rows 2p and 2p+1 interleaved (columns 0,1 / 2,3 of each lane).
+            let t: [__m512d; 16] = std::array::from_fn(|i| {
+                let (a, b) = (r[i & !1], r[i | 1]);
+                _mm512_castps_pd(if i % 2 == 0 { _mm512_unpacklo_ps(a, b) } else { _mm512_unpackhi_ps(a, b) })
+            });
+            // u[4q + c]: column c (+4, +8, +12 per lane) of rows 4q..4q+4.
+            let u: [__m512; 16] = std::array::from_fn(|i| {
+                let (q, c) = (i / 4, i % 4);
+                let (a, b) = (t[4 * q + c / 2], t[4 * q + 2 + c / 2]);
+                _mm512_castpd_ps(if c % 2 == 0 { _mm512_unpacklo_pd(a, b) } else { _mm512_unpackhi_pd(a, b) })
+            });
+            // v[8h + c']: lanes of columns (c', c'+8) for rows 8h..8h+8, c' < 8.
+            let v: [__m512; 16] = std::array::from_fn(|i| {
+                let (h, c) = (i / 8, i % 8);
+                let (a, b) = (u[8 * h + c % 4], u[8 * h + 4 + c % 4]);
+                if c < 4 {
+                    _mm512_shuffle_f32x4::<0x88>(a, b)
+                } else {
+                    _mm512_shuffle_f32x4::<0xdd>(a, b)
+                }
+            });
+            for c in 0..8 {
+                let (a, b) = (v[c], v[8 + c]);
+                // Column order inside v: c < 4 holds columns (c, c+8); c >= 4 holds (c, c+8) too.
+                _mm512_storeu_ps(dst.add(c * dst_rs), _mm512_shuffle_f32x4::<0x88>(a, b));
+                _mm512_storeu_ps(dst.add((c + 8) * dst_rs), _mm512_shuffle_f32x4::<0xdd>(a, b));
+            }
         }
     }
 
