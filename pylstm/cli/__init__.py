@@ -161,6 +161,9 @@ def _cmd_run_dir(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path(run.path)
     ctx = RunContext(out_dir=out, seed=run.seed if args.seed is None else args.seed,
                      backend=args.backend, threads=args.threads, quiet=args.quiet)
+    job = world()
+    if job.distributed and args.command != "predict" and not job.is_root:
+        return 0  # under mpirun only predict shards; evaluate and export run on rank 0
     if args.command == "evaluate":
         saved = run_options(task.Options, run)
         options = dataclasses.replace(saved, **given_options(targs, task.Options))
@@ -174,7 +177,6 @@ def _cmd_run_dir(args: argparse.Namespace) -> int:
             print_metrics(f"{task.name}: evaluation", metrics)
     elif args.command == "predict":
         request = task.PredictOptions(**given_options(targs, task.PredictOptions))
-        job = world()
         if job.distributed:
             done = sharded_predict(task, task.load(run), request, ctx, job)
             if job.is_root:

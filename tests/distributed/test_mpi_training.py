@@ -81,6 +81,11 @@ def test_two_ranks_of_batch_b_train_as_one_process_of_batch_2b(tmp_path: Path):
     # only rank 0 wrote a run folder; the other rank's scratch folder is gone
     assert Run.open(tmp_path / "two").status == "complete"
     assert not list(tmp_path.glob("pylstm-rank*"))
+    # evaluate is not sharded: rank 0 alone answers, once
+    done = subprocess.run(_command(2, "-q", "evaluate", str(tmp_path / "two")), env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.strip().splitlines()) == 1 and "val_mse" in done.stdout
 
 
 def _pids_of_rank(marker: str, rank: int) -> list[int]:
