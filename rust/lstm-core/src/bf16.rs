@@ -53,6 +53,7 @@ fn convert(path: KernelPath, src: &[f32], dst: &mut [u16]) {
         // SAFETY: `path` is only ever a path this CPU supports.
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx512 => unsafe { convert_avx512(src, dst) },
+        // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2 => unsafe { convert_avx2(src, dst) },
         _ => convert_impl(src, dst),
@@ -160,6 +161,7 @@ impl PackedBf16 {
         out_rs: usize,
         backwards: bool,
     ) {
+        // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
         unsafe {
             let args = (units, rows, lhs, lhs_rs, out, out_rs, backwards);
             match path {
@@ -175,6 +177,7 @@ impl PackedBf16 {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx2,fma")]
     unsafe fn run_avx512(&self, args: WalkArgs) {
+        // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for (the intrinsics have no other precondition).
         unsafe {
             self.walk(args, |nr, chunks, l, wb| match nr {
                 1 => x86::block::<1>(chunks, l, wb),
@@ -188,11 +191,13 @@ impl PackedBf16 {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run_avx2(&self, args: WalkArgs) {
+        // SAFETY: the caller checked the CPU has AVX2 and FMA and passes valid pointers.
         unsafe { self.run(args) }
     }
 
     #[inline(always)]
     unsafe fn run(&self, args: WalkArgs) {
+        // SAFETY: the caller upholds this function's `# Safety` contract (see its docs).
         unsafe {
             self.walk(args, |nr, chunks, l, wb| match nr {
                 1 => pad(block::<1>(chunks, l, wb)),
@@ -211,6 +216,7 @@ impl PackedBf16 {
         (units, rows, lhs, lhs_rs, out, out_rs, backwards): WalkArgs,
         kernel: impl Fn(usize, usize, &[*const f32; XROWS], *const u16) -> [[f32; WROWS]; XROWS],
     ) {
+        // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
         unsafe {
             let block_len = self.chunks * WROWS * LANES;
             let per_group = self.group.div_ceil(WROWS);
@@ -247,12 +253,14 @@ type WalkArgs = ((usize, usize), usize, *const f32, usize, *mut f32, usize, bool
 struct SendPtr(*mut u16);
 // SAFETY: the packing threads write disjoint blocks.
 unsafe impl Send for SendPtr {}
+// SAFETY: as for `Send`: shared only among threads that write disjoint blocks.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// # Safety
     /// `i` is within the allocation.
     unsafe fn at(self, i: usize) -> *mut u16 {
+        // SAFETY: the caller keeps `i` inside the allocation.
         unsafe { self.0.add(i) }
     }
 }
@@ -269,6 +277,7 @@ fn pad<const R: usize>(sums: [[f32; WROWS]; R]) -> [[f32; WROWS]; XROWS] {
 /// Each `lhs[r]` holds `chunks * LANES` values; `w` is a packed block of that depth.
 #[inline(always)]
 unsafe fn block<const R: usize>(chunks: usize, lhs: &[*const f32; XROWS], w: *const u16) -> [[f32; WROWS]; R] {
+    // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
         let mut acc = [[[0f32; LANES]; WROWS]; R];
         for c in 0..chunks {
@@ -304,6 +313,7 @@ mod x86 {
         lhs: &[*const f32; XROWS],
         w: *const u16,
     ) -> [[f32; WROWS]; XROWS] {
+        // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for, and every pointer is valid for the lengths it is given.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); WROWS]; R];
             for c in 0..chunks {

@@ -50,6 +50,7 @@ mod avx512 {
     /// by `vscalefps` (which also gives 0 and infinity past the float range).
     #[inline(always)]
     unsafe fn exp(x: __m512) -> __m512 {
+        // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for (the intrinsics have no other precondition).
         unsafe {
             // max/min return their second operand for NaN: the NaN in `x` goes through.
             let x = _mm512_min_ps(_mm512_set1_ps(88.5), _mm512_max_ps(_mm512_set1_ps(-88.5), x));
@@ -70,6 +71,7 @@ mod avx512 {
     /// `1 / d` for `d >= 1` (or infinity): `vrcp14ps` and one Newton step.
     #[inline(always)]
     unsafe fn recip(d: __m512) -> __m512 {
+        // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for (the intrinsics have no other precondition).
         unsafe {
             let y = _mm512_rcp14_ps(d);
             // y (2 - d y), as y + y (1 - d y): exact enough, and 0 stays 0 for infinite d.
@@ -80,12 +82,14 @@ mod avx512 {
 
     #[inline(always)]
     unsafe fn sigmoid(x: __m512) -> __m512 {
+        // SAFETY: the caller runs on a CPU with AVX-512F (this module's functions need it).
         unsafe { recip(_mm512_add_ps(_mm512_set1_ps(1.0), exp(_mm512_sub_ps(_mm512_setzero_ps(), x)))) }
     }
 
     /// `1 - 2 / (e^{2x} + 1)`, the form the generic pass uses.
     #[inline(always)]
     unsafe fn tanh(x: __m512) -> __m512 {
+        // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for (the intrinsics have no other precondition).
         unsafe {
             let e = exp(_mm512_add_ps(x, x));
             let one = _mm512_set1_ps(1.0);
@@ -107,6 +111,7 @@ mod avx512 {
         hc: Option<*mut f32>,
         out: *mut f32,
     ) {
+        // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for, and every pointer is valid for the lengths it is given.
         unsafe {
             let mut j = 0;
             while j < w {

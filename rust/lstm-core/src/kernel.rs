@@ -448,6 +448,7 @@ macro_rules! dispatch {
                 // SAFETY: `active_kernel` and `set_kernel` only yield supported paths.
                 #[cfg(target_arch = "x86_64")]
                 KernelPath::Avx512 => unsafe { avx512::<F>(u, ops) },
+                // SAFETY: as above.
                 #[cfg(target_arch = "x86_64")]
                 KernelPath::Avx2 => unsafe { avx2::<F>(u, ops) },
                 #[cfg(target_arch = "aarch64")]

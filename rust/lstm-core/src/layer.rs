@@ -186,6 +186,7 @@ pub struct LayerGrads<F> {
 struct Ptr<F>(*mut F);
 // SAFETY: threads write disjoint ranges between barriers; see the module documentation.
 unsafe impl<F> Send for Ptr<F> {}
+// SAFETY: as for `Send`.
 unsafe impl<F> Sync for Ptr<F> {}
 
 impl<F> Ptr<F> {
@@ -196,9 +197,13 @@ impl<F> Ptr<F> {
     /// `off..off+len` must be in bounds and not aliased mutably elsewhere while in use.
     #[allow(clippy::mut_from_ref)]
     unsafe fn slice<'a>(self, off: usize, len: usize) -> &'a mut [F] {
+        // SAFETY: the caller keeps `off..off+len` in bounds and unaliased (above).
         unsafe { std::slice::from_raw_parts_mut(self.0.add(off), len) }
     }
+    /// # Safety
+    /// `off` must be within the allocation (or one past its end).
     unsafe fn at(self, off: usize) -> *mut F {
+        // SAFETY: the caller keeps `off` inside the allocation.
         unsafe { self.0.add(off) }
     }
 }
@@ -318,6 +323,7 @@ unsafe fn gemm<F: Real>(
     rhs_cs: usize,
     parallel: usize,
 ) {
+    // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
         if m == 0 || n == 0 {
             return;
@@ -504,6 +510,7 @@ fn forward_in_pool<F: Real>(
                 // SAFETY: `first` is the start of a row of Y.
                 HStates {
                     h0: Ptr::of(&mut t.h),
+                    // SAFETY: `first * p` is the offset of that row, inside Y.
                     first: Ptr(unsafe { y_ptr.at(first * p) }),
                     step: step * (b * nd * p) as isize,
                     rs: nd * p,
@@ -620,6 +627,7 @@ unsafe fn project_inputs<F: Real>(
     out: &mut [F],
     accumulate: bool,
 ) -> Result<()> {
+    // SAFETY: the caller upholds this function's `# Safety` contract (see its docs).
     unsafe {
         let rows: usize = runs.iter().map(|r| r.1).sum();
         if runs.len() <= 1 && runs.first().is_none_or(|r| r.0 == 0) {
@@ -756,6 +764,7 @@ unsafe fn sweep_panel<F: Real>(
     out: Ptr<F>,
     accumulate: bool,
 ) {
+    // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
         let tw = tile_width::<F>();
         for r0 in (0..rows).step_by(chunk) {
@@ -815,6 +824,7 @@ impl<F> HStates<F> {
     /// # Safety
     /// `j` must be at most the number of steps the buffers were made for.
     unsafe fn at(&self, j: usize) -> (*mut F, usize) {
+        // SAFETY: the caller keeps the offset (and length) inside the allocation, as this function requires.
         unsafe {
             if j == 0 {
                 (self.h0.0, self.p)
@@ -829,6 +839,7 @@ impl<F> HStates<F> {
     /// # Safety
     /// As for [`HStates::at`], and no one writes the row while the slice is in use.
     unsafe fn row<'a>(&self, j: usize, row: usize) -> &'a [F] {
+        // SAFETY: the caller upholds this function's `# Safety` contract (see its docs).
         unsafe {
             let (blk, rs) = self.at(j);
             std::slice::from_raw_parts(blk.add(row * rs), self.p)

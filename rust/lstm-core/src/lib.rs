@@ -11,7 +11,7 @@
 //! register-blocked kernels over weights packed into panels per call; large products go to the
 //! `gemm` crate.
 #![deny(missing_docs)]
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod activation;
 mod alloc;

@@ -45,7 +45,9 @@ fn fma_batch(path: KernelPath) -> (f32, usize) {
     {
         // SAFETY: `active_kernel` only reports paths this CPU supports.
         match path {
+            // SAFETY: the path is supported (above).
             KernelPath::Avx512 => return (unsafe { x86::avx512(BATCH) }, CHAINS * 16 * 2),
+            // SAFETY: the path is supported (above).
             KernelPath::Avx2 => return (unsafe { x86::avx2(BATCH) }, CHAINS * 8 * 2),
             _ => {}
         }
@@ -80,6 +82,7 @@ mod x86 {
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn avx2(iters: usize) -> f32 {
+        // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for (the intrinsics have no other precondition).
         unsafe {
             let (a, b) = (_mm256_set1_ps(std::hint::black_box(1.000_001)), _mm256_set1_ps(1e-7));
             let mut acc = [_mm256_setzero_ps(); CHAINS];

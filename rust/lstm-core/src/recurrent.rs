@@ -81,6 +81,7 @@ pub(crate) unsafe fn dot_rows<F: Real>(
     out_rs: usize,
     accumulate: bool,
 ) {
+    // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
         // Weight rows outermost: each group of eight is read from memory once and stays in L1
         // while every input row block passes over it.
@@ -120,6 +121,7 @@ unsafe fn dot_block<F: Real>(
     w: &[*const F; 16],
     sums: &mut [[F; 16]; ROW_BLOCK],
 ) {
+    // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
         #[cfg(target_arch = "x86_64")]
         {
@@ -246,6 +248,7 @@ fn pack_rows_in<F: Real>(
 /// # Safety
 /// Each row pointer has `depth` readable values; `dst` has room for `depth * rows.len()`.
 unsafe fn transpose_tile<F: Real>(path: KernelPath, rows: &[*const F], depth: usize, dst: *mut F) {
+    // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
         let tw = rows.len();
         // Sixteen values of each row at a time, so the sixteen destination rows being written stay
@@ -340,6 +343,7 @@ pub(crate) unsafe fn axpy_cols<F: Real>(
     out_rs: usize,
     accumulate: bool,
 ) {
+    // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
         let tw = tile_width::<F>();
         // Column tiles outermost: a tile's weights (depth x 128 bytes) stay in L2 while every
@@ -420,6 +424,7 @@ pub(crate) unsafe fn weight_rows_product<F: Real>(
     out_rs: usize,
     accumulate: bool,
 ) {
+    // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
         const BLOCK: usize = 2 * ROW_BLOCK;
         let tw = tile_width::<F>();
@@ -461,6 +466,7 @@ unsafe fn store_transposed<F: Real>(
     out_rs: usize,
     accumulate: bool,
 ) {
+    // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
         let put = |d: *mut F, v: F| *d = if accumulate { *d + v } else { v };
         let mut r0 = 0;
@@ -506,6 +512,7 @@ unsafe fn tile_product<F: Real>(
     out: &[*mut F; ROW_BLOCK],
     accumulate: bool,
 ) {
+    // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
         #[cfg(target_arch = "x86_64")]
         {
@@ -573,6 +580,7 @@ mod x86 {
                 out: &[*mut $t],
                 accumulate: bool,
             ) {
+                // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for, and every pointer is valid for the lengths it is given.
                 unsafe {
                     let mut acc: [[[$v; $nv]; R]; U] = [[[$zero(); $nv]; R]; U];
                     for r in 0..R {
@@ -644,6 +652,7 @@ mod x86 {
                 out: &[*mut $t; 8],
                 accumulate: bool,
             ) {
+                // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for, and every pointer is valid for the lengths it is given.
                 unsafe {
                     let mut r0 = 0;
                     while r0 < nr {
@@ -771,6 +780,7 @@ mod x86 {
                 w: &[*const $t],
                 sums: &mut [[$t; 16]],
             ) {
+                // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for, and every pointer is valid for the lengths it is given.
                 unsafe {
                     let mut acc: [[$v; J]; R] = [[$zero(); J]; R];
                     let mut kk = 0;
@@ -819,6 +829,7 @@ mod x86 {
                 w: &[*const $t; 16],
                 sums: &mut [[$t; 16]],
             ) {
+                // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for, and every pointer is valid for the lengths it is given.
                 unsafe {
                     let mut part = [[0.0 as $t; 16]; R];
                     let mut q0 = 0;
@@ -851,6 +862,7 @@ mod x86 {
                 w: &[*const $t; 16],
                 sums: &mut [[$t; 16]; 8],
             ) {
+                // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for, and every pointer is valid for the lengths it is given.
                 unsafe {
                     let mut r0 = 0;
                     while r0 < nr {
@@ -877,6 +889,7 @@ mod x86 {
     /// `v[a]`. Four levels of shuffles and adds instead of 16 separate horizontal sums.
     #[target_feature(enable = "avx512f")]
     unsafe fn reduce16_ps(v: &[__m512; 16], out: &mut [f32; 16]) {
+        // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for (the intrinsics have no other precondition).
         unsafe {
             let w: [__m512; 8] = std::array::from_fn(|i| {
                 let (a, b) = (v[2 * i], v[2 * i + 1]);
@@ -899,6 +912,7 @@ mod x86 {
     /// Sums each of 8 registers into one register: lane `2·(a % 4) + a / 4` holds `Σ v[a]`.
     #[target_feature(enable = "avx512f")]
     unsafe fn reduce8_pd(v: &[__m512d; 8], out: &mut [f64; 8]) {
+        // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for (the intrinsics have no other precondition).
         unsafe {
             let w: [__m512d; 4] = std::array::from_fn(|i| {
                 let (a, b) = (v[2 * i], v[2 * i + 1]);
@@ -979,6 +993,7 @@ mod x86 {
     /// (32-bit pairs, 64-bit pairs, then 128-bit lanes twice).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transpose16(src: &[*const f32; 16], dst: *mut f32, dst_rs: usize) {
+        // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for, and every pointer is valid for the lengths it is given.
         unsafe {
             // Sixteen rows a page apart defeat the hardware prefetcher: fetch a few lines ahead.
             for &row in src {
@@ -1057,6 +1072,7 @@ mod tests {
                         let axpy = mode > 0;
                         let out_rs = 104;
                         let mut out = vec![F::ONE; rows * out_rs];
+                        // SAFETY: the caller upholds this function's `# Safety` contract (see its docs).
                         unsafe {
                             if mode == 2 {
                                 // Weight rows = columns of the transposed view, packed.
@@ -1152,6 +1168,7 @@ mod tests {
                 let (xt, segs) = pack_rows(path, &x, depth, depth, &[(0, 0, rows)]);
                 for accumulate in [false, true] {
                     let mut out = vec![F::ONE; (rows + 1) * out_rs];
+                    // SAFETY: the caller upholds this function's `# Safety` contract (see its docs).
                     unsafe {
                         weight_rows_product(
                             path,
@@ -1255,6 +1272,7 @@ mod speed {
             let reps = 200;
             let t = Instant::now();
             for _ in 0..reps {
+                // SAFETY: the caller upholds this function's `# Safety` contract (see its docs).
                 unsafe {
                     dot_rows(
                         path,
@@ -1274,6 +1292,7 @@ mod speed {
             let dot = t.elapsed().as_secs_f64() / reps as f64;
             let t = Instant::now();
             for _ in 0..reps {
+                // SAFETY: the caller upholds this function's `# Safety` contract (see its docs).
                 unsafe {
                     axpy_cols(
                         path,
@@ -1295,6 +1314,7 @@ mod speed {
             let (panel, psegs) = pack_rows(path, &w, depth, depth, &[(0, 0, ncols)]);
             let t = Instant::now();
             for _ in 0..reps {
+                // SAFETY: the caller upholds this function's `# Safety` contract (see its docs).
                 unsafe {
                     axpy_cols(
                         path,
