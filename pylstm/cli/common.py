@@ -98,29 +98,16 @@ def given_options(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 def apply_globals(args: argparse.Namespace) -> None:
     """Apply --threads and --backend to the engine (the seed goes to the task)."""
     import pylstm
+    from pylstm.distributed import world
 
+    world()  # under mpirun: each rank takes its share of the node's cores (unless told)
     if args.threads is not None:
         pylstm.set_num_threads(args.threads)
-    else:
-        _ranks_share_the_cores()
     if args.backend is not None:
         pylstm.set_backend(args.backend)
         backend = pylstm.get_backend()
         if not backend.available():
             raise TaskError(f"--backend: backend {args.backend!r} is not available here")
-
-
-def _ranks_share_the_cores() -> None:
-    """Under ``mpirun`` without ``--threads`` or ``PYLSTM_NUM_THREADS``: the node's cores
-    divided among its ranks (else K ranks would each start a thread per core)."""
-    import os
-
-    import pylstm
-    from pylstm.distributed import world
-
-    job = world()
-    if job.distributed and "PYLSTM_NUM_THREADS" not in os.environ:
-        pylstm.set_num_threads(max(1, (os.cpu_count() or 1) // job.local_size))
 
 
 def one_line(exc: BaseException) -> str:

@@ -161,4 +161,17 @@ def world() -> World:
                     "pip install 'pylstm[distributed]'") from None
             comm = MPI.COMM_WORLD
             _WORLD = World(comm) if comm.Get_size() > 1 else World()
+            _share_the_cores(_WORLD)
     return _WORLD
+
+
+def _share_the_cores(job: World) -> None:
+    """K ranks on a node that each kept the engine's default (a thread per core it may use)
+    would run K threads per core: without ``PYLSTM_NUM_THREADS``, each takes its share."""
+    from pylstm.runtime import get_num_threads, set_num_threads
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    if job.distributed and "PYLSTM_NUM_THREADS" not in os.environ and \
+            get_num_threads() == usable:
+        set_num_threads(min(usable, max(1, (os.cpu_count() or 1) // job.local_size)))

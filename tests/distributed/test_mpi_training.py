@@ -202,3 +202,32 @@ def test_one_process_is_a_world_of_one_without_mpi():
     buf = np.arange(3.0)
     assert job.allreduce_(buf) is buf and job.broadcast_json({"a": 1}) == {"a": 1}
     assert isinstance(World(), World) and World().gather_bytes(b"x") == [b"x"]
+
+
+_THREADS = """
+import os
+import pylstm
+from pylstm.distributed import world
+before = pylstm.get_num_threads()
+world()
+print(before, pylstm.get_num_threads(), len(os.sched_getaffinity(0)), os.cpu_count())
+"""
+
+
+@pytest.mark.parametrize("given", [None, "3"])
+def test_ranks_share_the_cores_unless_pylstm_num_threads_says(given):
+    env = _env()
+    env.pop("PYLSTM_NUM_THREADS")
+    if given is not None:
+        env["PYLSTM_NUM_THREADS"] = given
+    done = subprocess.run([_mpirun(), "-n", "2", "--oversubscribe", "--bind-to", "none",
+                           sys.executable, "-c", _THREADS], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [list(map(int, line.split())) for line in done.stdout.strip().splitlines()]
+    assert len(rows) == 2
+    for before, after, usable, cores in rows:
+        if given is None:
+            assert before == usable and after == min(usable, max(1, cores // 2))
+        else:
+            assert before == after == 3
