@@ -215,6 +215,11 @@ def test_bench_quick_runs_from_the_installed_package(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads((work / "out.json").read_text())
     assert result["errors"] == [] and result["meta"]["quick"] is True
+    # where it ran: the CPU and the SIMD flags that chose the kernels
+    from pylstm.bench.suite import cpu_flags
+
+    assert result["meta"]["cpu_flags"] == cpu_flags()
+    assert result["meta"]["pylstm"]["kernel"] in ("scalar", "avx2", "avx512", "neon")
     groups = {row["group"] for row in result["rows"]}
     assert groups == {"inference", "packed", "bf16", "training", "varlen", "bidir", "latency",
                       "threads", "recorder"}

@@ -150,8 +150,9 @@ def format_markdown(rows: list[Row], targets: list[dict], meta: dict[str, Any]) 
     peak = meta.get("gemm_peak", {})
     lines = [
         f"Measured {meta.get('started', '')} on {meta.get('cpu', 'this machine')} "
-        f"({meta.get('cpu_count', '?')} CPUs), {meta.get('threads')} threads for every "
-        f"contender; float32 GEMM peak {peak.get('gflops', float('nan')):.0f} GFLOP/s "
+        f"({meta.get('cpu_count', '?')} CPUs; {' '.join(meta.get('cpu_flags') or ['?'])}; "
+        f"kernel {meta.get('pylstm', {}).get('kernel', '?')}), {meta.get('threads')} threads "
+        f"for every contender; float32 GEMM peak {peak.get('gflops', float('nan')):.0f} GFLOP/s "
         f"({peak.get('source', '')}, the \"% peak\" column); float32 FMA peak "
         f"{_fma(meta):.0f} GFLOP/s (fused multiply-adds from registers on every thread: the "
         f"bound no product can beat, the \"% FMA\" column); load average "

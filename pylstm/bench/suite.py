@@ -82,6 +82,24 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: The instruction-set flags that decide which kernels can run (``/proc/cpuinfo`` names).
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512_bf16", "avx512_fp16",
+              "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`SIMD_FLAGS` this CPU reports (empty where ``/proc/cpuinfo`` is not)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return [f for f in SIMD_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def _loadavg() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -128,7 +146,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "argv": sys.argv if args.argv is None else args.argv,
         "quick": bool(args.quick), "filter": args.filter, "threads": threads,
-        "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "pylstm": pylstm.info(),
+        "cpu": _cpu_model(), "cpu_flags": cpu_flags(), "cpu_count": os.cpu_count(),
+        "pylstm": pylstm.info(),
         "versions": _versions(), "loadavg_start": _loadavg(),
         "timing": dataclasses.asdict(timing), "latency_timing": dataclasses.asdict(lat),
     }
