@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._errors import DTypeError, LstmValueError, ShapeError
 from .attention import Attention
 from .checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from .gated import GatedLSTM
 from .layers import Dropout, Embedding, LayerNorm, Linear
 from .losses import CrossEntropyLoss, HuberLoss, Loss, MSELoss, QuantileLoss
 from .module import Module, Parameter, Sequential
@@ -35,6 +36,7 @@ __all__ = [
     "DTypeError",
     "Dropout",
     "Embedding",
+    "GatedLSTM",
     "ExponentialLR",
     "HuberLoss",
     "LRScheduler",

@@ -9,8 +9,8 @@ DMN+ (:class:`DMNPlus`), with ``D = config.dim``:
 * **Question.** A ``pylstm.LSTM`` over the question's word embeddings; ``q`` its final state.
 * **Episodic memory,** ``passes`` passes (default 3), ``m_0 = q``. In pass ``t`` the gates come
   from ``z_i = [f_i*q, f_i*m, |f_i-q|, |f_i-m|]`` through ``W2 tanh(W1 z + b1) + b2`` and a
-  softmax over the story's facts. The episode is an **attention LSTM**: one ``pylstm.LSTMCell``
-  (shared by the passes) reads the facts in order and the gate scales its update,
+  softmax over the story's facts. The episode is an **attention LSTM**: one ``pylstm.nn.GatedLSTM``
+  (an LSTM cell shared by the passes) reads the facts in order and the gate scales its update,
   ``h_i = g_i * h~_i + (1 - g_i) * h_{i-1}`` and the same for the cell state ``c_i``, so a fact
   with gate 0 leaves the episode unchanged (the paper's attention GRU replaces the GRU's update
   gate by ``g_i``; here ``g_i`` gates the whole LSTM step). The episode ``e_t`` is the last
@@ -145,7 +145,7 @@ class DMNPlus(nn.Module):
         self.question = pylstm.LSTM(d, d, batch_first=True, dtype=dtype, seed=_seed(rng))
         self.gate1 = nn.Linear(4 * d, d, dtype=dtype, seed=_seed(rng))
         self.gate2 = nn.Linear(d, 1, dtype=dtype, seed=_seed(rng))
-        self.episode = pylstm.LSTMCell(d, d, dtype=dtype, seed=_seed(rng))
+        self.episode = nn.GatedLSTM(d, d, dtype=dtype, seed=_seed(rng))
         for k in range(cfg.passes):
             setattr(self, f"update{k}", nn.Linear(3 * d, d, dtype=dtype, seed=_seed(rng)))
         self.drop = nn.Dropout(cfg.dropout, seed=_seed(rng))
@@ -175,14 +175,7 @@ class DMNPlus(nn.Module):
 
     def attention_episode(self, f: Any, gates: Any) -> Any:
         """The attention LSTM over the facts: the last ``h`` (``[B, D]``)."""
-        b, n, d = f.shape
-        h = c = np.zeros((b, d), self.dtype)
-        for i in range(n):
-            hn, cn = self.episode(f[:, i], (h, c))
-            g = gates[:, i:i + 1]
-            h = h + g * (hn - h)
-            c = c + g * (cn - c)
-        return h
+        return self.episode(f, gates)
 
     def forward(self, batch: Batch) -> tuple[Any, list[Any], list[Any]]:  # type: ignore[override]
         """``(logits [B, L, V], gates per pass [B, F], scores per pass [B, F])``."""
