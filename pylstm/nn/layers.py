@@ -163,8 +163,19 @@ class Embedding(Module):
         if self.padding_idx is not None:
             keep = ids != self.padding_idx
             ids, rows = ids[keep], rows[keep]
-        np.add.at(self.weight.grad, ids, rows)
+        _add_rows(self.weight.grad, ids, rows)
         return None
+
+
+def _add_rows(target: np.ndarray, ids: np.ndarray, rows: np.ndarray) -> None:
+    """``target[ids[k]] += rows[k]`` for every ``k``, repeated ids summed (``np.add.at``'s
+    result, several times faster: one sort, then each id's rows summed by ``reduceat``)."""
+    if len(ids) == 0:
+        return
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    target[sorted_ids[starts]] += np.add.reduceat(rows[order], starts, axis=0)
 
 
 @dataclass

@@ -100,6 +100,19 @@ def test_embedding_gradient_scatter_add(padding_idx):
     np.testing.assert_allclose(emb.weight.grad[1], w[0, 0] + w[0, 2] + w[1, 1])
 
 
+def test_embedding_gradient_adds_to_what_is_there_as_numpy_add_at_does():
+    emb = nn.Embedding(50, 4, dtype=F64, seed=0)
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 50, (30, 7))
+    dout = rng.standard_normal((30, 7, 4))
+    emb.weight.grad[:] = rng.standard_normal((50, 4))
+    want = emb.weight.grad.copy()
+    np.add.at(want, ids.reshape(-1), dout.reshape(-1, 4))
+    _, tape = emb.forward(ids, requires_grad=True)
+    emb.backward(tape, dout)
+    np.testing.assert_allclose(emb.weight.grad, want, rtol=1e-12, atol=1e-12)
+
+
 def test_embedding_bad_input():
     emb = nn.Embedding(4, 2, seed=0)
     with pytest.raises(ValueError, match=r"ids: expected values in \[0, 4\).*max 4"):
