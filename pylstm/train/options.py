@@ -70,8 +70,8 @@ class TrainOptions:
         if self.epochs is None and self.max_steps is None:
             raise LstmValueError("epochs: expected a number of epochs, or max_steps, got both "
                                  "None (training would never end)")
-        if not isinstance(self.metric, str) or not self.metric or self.metric in (
-                "epoch", "step", "lr", "seconds", "tokens_per_s", "allreduce_s"):
+        if not isinstance(self.metric, str) or not self.metric or (
+                self.metric in ROW_KEYS and self.metric != "train_loss"):
             raise LstmValueError(f"metric: expected the name of a validation metric or "
                                  f"'train_loss', got {self.metric!r}")
         if self.mode not in ("min", "max"):

@@ -4,8 +4,11 @@ in float64."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
+from _nn_gradcheck import numeric_grad
 
 import pylstm
 from pylstm import autograd as A
@@ -71,20 +74,7 @@ def test_gradients_match_central_differences_in_float64():
 
     out, tape = model.forward(x, gates, requires_grad=True)
     dx, dg = model.backward(tape, w)
-    eps = 1e-6
-
-    def numeric(arr: np.ndarray) -> np.ndarray:
-        grad = np.zeros_like(arr)
-        for idx in np.ndindex(arr.shape):
-            keep = arr[idx]
-            arr[idx] = keep + eps
-            up = loss()
-            arr[idx] = keep - eps
-            down = loss()
-            arr[idx] = keep
-            grad[idx] = (up - down) / (2 * eps)
-        return grad
-
+    numeric = partial(numeric_grad, loss)
     np.testing.assert_allclose(dx, numeric(x), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(dg, numeric(gates), rtol=1e-6, atol=1e-8)
     for name, p in model.named_parameters():
