@@ -48,7 +48,7 @@ unsafe fn convert_avx2(src: &[f32], dst: &mut [u16]) {
 }
 
 /// Rounds `src` into `dst` (see [`f32_to_bf16`]), vectorised for `path`.
-fn convert(path: KernelPath, src: &[f32], dst: &mut [u16]) {
+pub(crate) fn convert(path: KernelPath, src: &[f32], dst: &mut [u16]) {
     match path {
         // SAFETY: `path` is only ever a path this CPU supports.
         #[cfg(target_arch = "x86_64")]

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 
 use crate::alloc::{check_fits, copy_of, product, with_capacity, zeroed};
+use crate::amx::TileWeights;
 use crate::bf16::PackedBf16;
 use crate::error::{check_len, LstmError, Result};
 use crate::kernel::{active_kernel, backward_units, forward_units, BwdUnits, CellOps, FwdUnits, KernelPath};
@@ -89,6 +90,10 @@ pub struct DirParams<'a, F> {
     pub w_packed: Option<&'a PackedPanel>,
     /// Float32 only: `r` packed once; the time loop reads it instead of packing `r` per call.
     pub r_packed: Option<&'a PackedPanel>,
+    /// Float32 inference only: `w` and `r` rounded to bfloat16 and packed as AMX tiles; where
+    /// given (for every direction), the layer computes its products in bfloat16 on tiles
+    /// (see `layer/tiles.rs`).
+    pub tiles: Option<&'a TileWeights>,
     /// Combined bias `[4H]` (both biases added), if any.
     pub bias: Option<&'a [F]>,
     /// Peephole weights `[3H]` (i, o, f), if any.
@@ -385,6 +390,10 @@ pub fn layer_forward<F: Real>(
     check_fits(&size_context(shape, sched), forward_bytes::<F>(shape, sched, nd)?)?;
     let path = active_kernel();
     let work = solo_scaled(multiply_adds(sched, shape, nd, 1), nd, h, b);
+    if dirs.iter().any(|d| d.tiles.is_some()) {
+        check_tiles(shape, dirs, keep_tape)?;
+        return with_pool(work, |threads| forward_tiles(path, threads, shape, dirs, sched, x, h0, c0))?;
+    }
     with_pool(work, |threads| forward_in_pool(path, threads, shape, dirs, sched, x, h0, c0, keep_tape))?
 }
 
@@ -589,7 +598,9 @@ fn clone_schedule(sched: &Schedule) -> Result<Schedule> {
 mod backward;
 mod project;
 mod steps;
+mod tiles;
 
 pub use backward::layer_backward;
 use project::*;
 use steps::*;
+use tiles::*;

@@ -15,6 +15,7 @@
 
 pub mod activation;
 mod alloc;
+pub mod amx;
 pub mod bf16;
 pub mod error;
 mod fused;
@@ -31,6 +32,7 @@ pub mod threads;
 
 pub use activation::Activation;
 pub use alloc::machine_memory;
+pub use amx::{amx_status, PackedTiles, TileWeights};
 pub use bf16::PackedBf16;
 pub use error::{LstmError, Result};
 pub use kernel::{active_kernel, set_kernel, CellOps, KernelPath};

@@ -142,6 +142,7 @@ mod tests {
             r_bf16: None,
             w_packed: packed.then_some(&pw),
             r_packed: packed.then_some(&pr),
+            tiles: None,
             bias: None,
             peephole: None,
             proj: None,

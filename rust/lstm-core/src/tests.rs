@@ -63,6 +63,7 @@ fn dir_params<'a>(cfg: &Config, ps: &'a Params) -> Vec<DirParams<'a, f64>> {
             r_bf16: None,
             w_packed: None,
             r_packed: None,
+            tiles: None,
             bias: Some(&ps.bias[d]),
             peephole: cfg.peep.then(|| &ps.peep[d][..]),
             proj: (cfg.proj > 0).then(|| &ps.proj[d][..]),

@@ -17,7 +17,9 @@ mod _core {
     #[pymodule_export]
     use crate::network::{network_backward, network_forward, Tape};
     #[pymodule_export]
-    use crate::packed::{pack_bf16, pack_weights, PackedRecurrent, PackedWeights};
+    use crate::packed::{
+        amx_unavailable, pack_bf16, pack_tiles, pack_weights, PackedRecurrent, PackedTileWeights, PackedWeights,
+    };
 
     /// Number of threads the engine uses.
     #[pyfunction]

@@ -4,7 +4,7 @@
 
 use lstm_core::{
     network_backward as core_backward, network_forward as core_forward, Activation, CellOps, DirParams, GateOrder,
-    LayerShape, NetworkTape, PackedBf16, Real, Schedule, TAPE_USED,
+    LayerShape, NetworkTape, PackedBf16, Real, Schedule, TileWeights, TAPE_USED,
 };
 use numpy::{Element, IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn};
 use pyo3::prelude::*;
@@ -14,7 +14,7 @@ use crate::arrays::{borrow, borrow_opt, data};
 use std::sync::RwLock;
 
 use crate::errors::{engine_call, to_py, DTypeError, LstmValueError, ShapeError, TapeError};
-use crate::packed::{PackedRecurrent, PackedWeights};
+use crate::packed::{PackedRecurrent, PackedTileWeights, PackedWeights};
 
 /// Settings fixed by the forward pass and reused by the backward pass.
 #[derive(Clone, Debug)]
@@ -164,6 +164,7 @@ fn dir_params<'a, F: Element + Real>(
     ops: &[CellOps],
     halves: &[Vec<&'a PackedBf16>],
     packs: &[Vec<&'a PackedWeights>],
+    tiles: &[Vec<&'a TileWeights>],
 ) -> Vec<Vec<DirParams<'a, F>>> {
     b.iter()
         .enumerate()
@@ -176,6 +177,7 @@ fn dir_params<'a, F: Element + Real>(
                     r_bf16: halves.get(l).and_then(|v| v.get(d)).copied(),
                     w_packed: packs.get(l).and_then(|v| v.get(d)).map(|p| &p.w),
                     r_packed: packs.get(l).and_then(|v| v.get(d)).map(|p| &p.r),
+                    tiles: tiles.get(l).and_then(|v| v.get(d)).copied(),
                     bias: a[2].as_ref().map(data),
                     peephole: a[3].as_ref().map(data),
                     proj: a[4].as_ref().map(data),
@@ -271,9 +273,75 @@ fn packed_weights<'py, F: Element + Real>(
     Ok(given)
 }
 
+type GivenTiles<'py> = Vec<Vec<Bound<'py, PackedTileWeights>>>;
+
+/// The AMX tile weights `tile_weights` asks for: packs given by the caller (one per layer and
+/// direction), or `True` to pack each `W` and `R` for this call only.
+fn tile_weights<'py, F: Element + Real>(
+    py: Python<'py>,
+    spec: Option<&Bound<'py, PyAny>>,
+    borrowed: &Borrowed<'py, F>,
+    cfg: &NetConfig,
+    keep_tape: bool,
+) -> PyResult<(GivenTiles<'py>, Vec<Vec<TileWeights>>)> {
+    let Some(spec) = spec.filter(|v| !v.is_none()) else { return Ok((Vec::new(), Vec::new())) };
+    let flag = spec.extract::<bool>().ok();
+    if flag == Some(false) {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    if keep_tape {
+        return Err(LstmValueError::new_err(
+            "compute_dtype='bfloat16': inference only, got keep_tape=True (gradients are computed in float32)",
+        ));
+    }
+    if !F::IS_F32 {
+        return Err(DTypeError::new_err("compute_dtype='bfloat16': expected float32 inputs, got float64"));
+    }
+    lstm_core::amx::require_amx().map_err(to_py)?;
+    if flag == Some(true) {
+        let (h, p) = (cfg.shape.hidden, cfg.shape.out());
+        let mut owned = Vec::new();
+        for dirs in borrowed {
+            let mut per_dir = Vec::new();
+            for a in dirs {
+                let (w, r) = (a[0].as_ref().map(data).unwrap_or(&[]), a[1].as_ref().map(data).unwrap_or(&[]));
+                // SAFETY: F is f32 (checked above), so the casts keep the type.
+                let (w32, r32) = unsafe {
+                    (
+                        std::slice::from_raw_parts(w.as_ptr() as *const f32, w.len()),
+                        std::slice::from_raw_parts(r.as_ptr() as *const f32, r.len()),
+                    )
+                };
+                let input = if h == 0 { 0 } else { w.len() / (4 * h) };
+                per_dir.push(py.detach(|| TileWeights::new(w32, r32, h, input, p)).map_err(to_py)?);
+            }
+            owned.push(per_dir);
+        }
+        return Ok((Vec::new(), owned));
+    }
+    let given: GivenTiles<'py> = spec.extract().map_err(|_| {
+        LstmValueError::new_err(
+            "tile_weights: expected a bool or a list (per layer) of lists (per direction) of packed weights from pack_tiles",
+        )
+    })?;
+    let nd = cfg.reverse.len();
+    if given.len() != cfg.layers || given.iter().any(|l| l.len() != nd) {
+        return Err(ShapeError::new_err(format!(
+            "tile_weights: expected {} layers of {nd} packed weights, got {:?}",
+            cfg.layers,
+            given.iter().map(Vec::len).collect::<Vec<_>>()
+        )));
+    }
+    Ok((given, Vec::new()))
+}
+
 fn to_numpy<'py, F: Element>(py: Python<'py>, v: Vec<F>, shape: Vec<usize>) -> PyResult<Bound<'py, PyAny>> {
     Ok(v.into_pyarray(py).reshape(shape)?.into_any())
 }
+
+/// The per-call options of a forward: keep_tape, bf16_weights, packed_weights, tile_weights.
+type Options<'a, 'py> =
+    (bool, Option<&'a Bound<'py, PyAny>>, Option<&'a Bound<'py, PyAny>>, Option<&'a Bound<'py, PyAny>>);
 
 #[allow(clippy::too_many_arguments)]
 fn forward_typed<'py, F: Element + Real>(
@@ -285,7 +353,7 @@ fn forward_typed<'py, F: Element + Real>(
     c0: Option<&Bound<'py, PyAny>>,
     lengths: Option<Vec<i64>>,
     masks: Option<&Bound<'py, PyList>>,
-    (keep_tape, bf16, packed): (bool, Option<&Bound<'py, PyAny>>, Option<&Bound<'py, PyAny>>),
+    (keep_tape, bf16, packed, tiled): Options<'_, 'py>,
     (wrap, dtype): (fn(NetworkTape<F>) -> TapeData, &'static str),
 ) -> PyResult<Forward<'py>> {
     let nd = cfg.reverse.len();
@@ -324,7 +392,13 @@ fn forward_typed<'py, F: Element + Real>(
     };
     let given_packs = packed_weights::<F>(packed, &cfg, keep_tape)?;
     let packs: Vec<Vec<&PackedWeights>> = given_packs.iter().map(|l| l.iter().map(|p| p.get()).collect()).collect();
-    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &halves, &packs);
+    let (given_tiles, owned_tiles) = tile_weights::<F>(py, tiled, &borrowed, &cfg, keep_tape)?;
+    let tiles: Vec<Vec<&TileWeights>> = if given_tiles.is_empty() {
+        owned_tiles.iter().map(|l| l.iter().collect()).collect()
+    } else {
+        given_tiles.iter().map(|l| l.iter().map(|p| &p.get().inner).collect()).collect()
+    };
+    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &halves, &packs, &tiles);
     let xs = data(&xa);
     let h0s = h0a.as_ref().map(data);
     let c0s = c0a.as_ref().map(data);
@@ -349,8 +423,11 @@ fn forward_typed<'py, F: Element + Real>(
 /// a list per layer of lists per direction of `pack_bf16` results, packed once by the caller.
 /// `packed_weights` (float32): a list per layer of lists per direction of `pack_weights`
 /// results; the call then reads W and R from them instead of packing its own.
+/// `tile_weights` (float32 inference only, where AMX is available): `True` rounds each W and R
+/// to bfloat16 and packs them as tiles for this call, or a list per layer of lists per direction
+/// of `pack_tiles` results; every product then runs in bfloat16 on AMX tiles.
 #[pyfunction]
-#[pyo3(signature = (x, layers, *, hidden_size, proj_size, order, reverse, activations, clip=None, input_forget=false, h0=None, c0=None, lengths=None, masks=None, keep_tape=false, bf16_weights=None, packed_weights=None))]
+#[pyo3(signature = (x, layers, *, hidden_size, proj_size, order, reverse, activations, clip=None, input_forget=false, h0=None, c0=None, lengths=None, masks=None, keep_tape=false, bf16_weights=None, packed_weights=None, tile_weights=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn network_forward<'py>(
     py: Python<'py>,
@@ -370,6 +447,7 @@ pub fn network_forward<'py>(
     keep_tape: bool,
     bf16_weights: Option<&Bound<'py, PyAny>>,
     packed_weights: Option<&Bound<'py, PyAny>>,
+    tile_weights: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Forward<'py>> {
     let nd = reverse.len();
     if nd == 0 || nd > 2 {
@@ -398,7 +476,7 @@ pub fn network_forward<'py>(
         steps: dims[0],
         batch: dims[1],
     };
-    let opts = (keep_tape, bf16_weights, packed_weights);
+    let opts = (keep_tape, bf16_weights, packed_weights, tile_weights);
     // A type check, not the dtype's name: this runs on every call, single steps included.
     if x.cast::<PyArrayDyn<f32>>().is_ok() {
         engine_call(|| {
@@ -442,7 +520,7 @@ fn backward_typed<'py, F: Element + Real>(
     let dya = borrow_opt::<F>("dy", dy)?;
     let dha = borrow_opt::<F>("dh_n", dhn)?;
     let dca = borrow_opt::<F>("dc_n", dcn)?;
-    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &[], &[]);
+    let params = dir_params(&borrowed, &cfg.reverse, &cfg.ops, &[], &[], &[]);
     let (dys, dhs, dcs) = (dya.as_ref().map(data), dha.as_ref().map(data), dca.as_ref().map(data));
     let shape = cfg.shape;
     let g = py.detach(|| core_backward(&shape, &params, tape, dys, dhs, dcs, retain)).map_err(to_py)?;

@@ -1,7 +1,7 @@
 //! `pack_bf16`: recurrent weights rounded to bfloat16 and packed once, for modules that run
 //! many inference calls on the same weights.
 
-use lstm_core::{PackedBf16, PackedPanel};
+use lstm_core::{PackedBf16, PackedPanel, TileWeights};
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
@@ -110,4 +110,52 @@ pub fn pack_weights(
         })
         .map_err(to_py)
     })
+}
+
+/// Float32 `W` and `R` of one direction rounded to bfloat16 and packed as AMX tiles, for the
+/// bfloat16 compute path. Opaque; pass to `network_forward(..., tile_weights=[[packed per
+/// direction] per layer])`.
+#[pyclass(module = "pylstm._core", frozen)]
+pub struct PackedTileWeights {
+    pub(crate) inner: TileWeights,
+}
+
+#[pymethods]
+impl PackedTileWeights {
+    /// `(hidden_size, input columns of W, columns of R)`.
+    #[getter]
+    fn dims(&self) -> (usize, usize, usize) {
+        self.inner.dims()
+    }
+
+    /// Bytes held.
+    #[getter]
+    fn nbytes(&self) -> usize {
+        self.inner.nbytes()
+    }
+}
+
+/// Rounds one direction's float32 `w` (`[4 * hidden_size, I]`) and `r` (`[4 * hidden_size, P]`)
+/// to bfloat16 and packs them as AMX tiles.
+#[pyfunction]
+pub fn pack_tiles(
+    py: Python<'_>,
+    w: &Bound<'_, PyAny>,
+    r: &Bound<'_, PyAny>,
+    hidden_size: usize,
+) -> PyResult<PackedTileWeights> {
+    engine_call(|| {
+        let (wa, ra) = (weights_f32("W", w, hidden_size, "I")?, weights_f32("R", r, hidden_size, "P")?);
+        let (wd, rd) = (wa.shape()[1], ra.shape()[1]);
+        let (wv, rv) = (data(&wa), data(&ra));
+        py.detach(|| TileWeights::new(wv, rv, hidden_size, wd, rd))
+            .map(|inner| PackedTileWeights { inner })
+            .map_err(to_py)
+    })
+}
+
+/// `None` where this process can compute in bfloat16 on AMX tiles, else why it cannot.
+#[pyfunction]
+pub fn amx_unavailable() -> Option<String> {
+    lstm_core::amx_status().err()
 }

@@ -1,0 +1,269 @@
+//! The bfloat16 compute path of float32 inference on AMX tiles: the input projection and each
+//! step's recurrent product multiply bfloat16 values into float32 sums ([`crate::amx`]); the
+//! bias, peepholes, activations, cell state and hidden state stay float32, and the hidden
+//! state is rounded to bfloat16 once per step for the next product.
+//!
+//! The gate buffer is laid out as the packed weights are, each gate's columns padded to a
+//! multiple of 16 (`hp`), so every tile of a product lands inside one gate of one row; a
+//! member of the team owns whole tiles of hidden units (all four gates of them).
+
+use super::*;
+use crate::alloc::filled;
+use crate::amx::{require_amx, tile_product, TileWeights, PRODUCT_ROWS, TILE_COLS};
+use crate::bf16::convert;
+
+/// Bytes of right-operand tiles a thread sweeps per pass of the input projection: they stay
+/// in its L2 while every row block passes them.
+const PROJECT_TILE_BYTES: usize = 512 << 10;
+
+/// Checks the packed weights of every direction against the layer, and that this process can
+/// run them.
+pub(super) fn check_tiles<F: Real>(shape: &LayerShape, dirs: &[DirParams<'_, F>], keep_tape: bool) -> Result<()> {
+    if keep_tape {
+        return Err(LstmError::Value(
+            "compute_dtype='bfloat16': inference only; a forward pass for training runs in float32".into(),
+        ));
+    }
+    if !F::IS_F32 {
+        return Err(LstmError::Value("compute_dtype='bfloat16': expected float32 inputs, got float64".into()));
+    }
+    let want = (shape.hidden, shape.input, shape.out());
+    for (d, dp) in dirs.iter().enumerate() {
+        let Some(tw) = dp.tiles else {
+            return Err(LstmError::Value(format!(
+                "compute_dtype='bfloat16': direction {d} has no packed weights (every direction needs them)"
+            )));
+        };
+        if tw.dims() != want {
+            return Err(LstmError::Shape(format!(
+                "compute_dtype='bfloat16': weights packed for (hidden, input, depth) = {:?}, the layer has {want:?}",
+                tw.dims()
+            )));
+        }
+    }
+    require_amx()
+}
+
+/// Views `v` (of `F`, which the caller has checked is f32) as f32.
+fn as_f32<F: Real>(v: &[F]) -> &[f32] {
+    assert!(F::IS_F32, "the tile path runs float32 only");
+    // SAFETY: F is f32 (asserted), so the cast keeps the element type and length.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) }
+}
+
+/// Rounds `rows` rows of `src` (`width` values, `src_rs` apart) into `dst` (rows `dst_rs`
+/// apart, the padding left as it is), split over `threads`.
+fn round_rows(
+    path: KernelPath,
+    threads: usize,
+    src: &[f32],
+    src_rs: usize,
+    width: usize,
+    dst: &mut [u16],
+    dst_rs: usize,
+) {
+    let rows = if width == 0 { 0 } else { dst.len() / dst_rs };
+    let out = Ptr::of(dst);
+    broadcast(threads.min(rows.max(1)), |m| {
+        let (r0, r1) = split_range(rows, threads.min(rows.max(1)), m, 1);
+        for r in r0..r1 {
+            // SAFETY: each part rounds its own rows of `dst`.
+            let d = unsafe { out.slice(r * dst_rs, width) };
+            convert(path, &src[r * src_rs..][..width], d);
+        }
+    });
+}
+
+/// The forward pass of a layer whose directions all carry [`TileWeights`] (see the module
+/// documentation); inference only.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward_tiles<F: Real>(
+    path: KernelPath,
+    threads: usize,
+    shape: &LayerShape,
+    dirs: &[DirParams<'_, F>],
+    sched: &Schedule,
+    x: &[F],
+    h0: Option<&[F]>,
+    c0: Option<&[F]>,
+) -> Result<LayerOutput<F>> {
+    let (t_len, b, i) = (sched.steps, sched.batch, shape.input);
+    let (h, p) = (shape.hidden, shape.out());
+    let (nd, s_len) = (dirs.len(), sched.max_len());
+    let mut y = zeroed::<F>("Y", t_len * b * nd * p)?;
+    let mut hn = zeroed::<F>("Y_h", nd * b * p)?;
+    let mut cn = zeroed::<F>("Y_c", nd * b * h)?;
+    for (d, dp) in dirs.iter().enumerate() {
+        let tw = dp.tiles.expect("checked by check_tiles");
+        let (hp, ip, pp) = (tw.w.padded_hidden(), tw.w.padded_depth(), tw.r.padded_depth());
+        let gp = 4 * hp;
+        let rows = s_len * b;
+        let xs = match sched.identity(dp.reverse) {
+            true => None,
+            false => Some(gather_steps(sched, x, i, dp.reverse)?),
+        };
+        let lhs = as_f32(xs.as_deref().unwrap_or(x));
+        let mut xb = filled("X in bfloat16", rows * ip, 0u16)?;
+        round_rows(path, threads, lhs, i, i, &mut xb, ip);
+        let mut gates = zeroed::<F>("the gates", rows * gp)?;
+        project_tiles(threads, &xb, ip, rows, tw, &mut gates);
+        drop(xb);
+
+        let mut c = zeroed::<F>("the cell states", 2 * b * h)?;
+        let mut hs = zeroed::<F>("the hidden states", (s_len + 1) * b * p)?;
+        let mut hb = filled("the hidden states in bfloat16", 2 * b * pp, 0u16)?;
+        for (row, &orig) in sched.perm.iter().enumerate() {
+            if let Some(h0) = h0 {
+                hs[row * p..(row + 1) * p].copy_from_slice(&h0[(d * b + orig) * p..][..p]);
+            }
+            if let Some(c0) = c0 {
+                c[row * h..(row + 1) * h].copy_from_slice(&c0[(d * b + orig) * h..][..h]);
+            }
+        }
+        round_rows(path, 1, as_f32(&hs[..b * p]), p, p, &mut hb[..b * pp], pp);
+        let mut r_buf = zeroed::<F>("the projected states", if shape.proj > 0 { s_len * b * h } else { 0 })?;
+        let bufs = TileBufs {
+            gates: Ptr::of(&mut gates),
+            c: Ptr::of(&mut c),
+            h: Ptr::of(&mut hs),
+            hb: Ptr::of(&mut hb),
+            r: (shape.proj > 0).then(|| Ptr::of(&mut r_buf)),
+        };
+        let (team, _) = team_plan(threads, 1, h, b);
+        let barrier = SpinBarrier::new(team);
+        broadcast(team, |m| tile_steps(path, shape, dp, sched, bufs, m, team, &barrier));
+
+        for s in 0..s_len {
+            for row in 0..sched.active[s] {
+                let t = sched.time_of(row, s, dp.reverse);
+                let dst = ((t * b + sched.perm[row]) * nd + d) * p;
+                y[dst..dst + p].copy_from_slice(&hs[((s + 1) * b + row) * p..][..p]);
+            }
+        }
+        for (row, &orig) in sched.perm.iter().enumerate() {
+            let len = sched.lens[row];
+            hn[(d * b + orig) * p..][..p].copy_from_slice(&hs[(len * b + row) * p..][..p]);
+            cn[(d * b + orig) * h..][..h].copy_from_slice(&c[(c_slot(true, len) * b + row) * h..][..h]);
+        }
+    }
+    Ok(LayerOutput { y, hn, cn, tape: None })
+}
+
+/// `gates[rows, 4 hp] = xb[rows, ip] · Wᵀ`, the column tiles split over the threads, each
+/// sweeping an L2's worth of its tiles past every row block.
+fn project_tiles<F: Real>(threads: usize, xb: &[u16], ip: usize, rows: usize, tw: &TileWeights, gates: &mut [F]) {
+    let gp = 4 * tw.w.padded_hidden();
+    let tiles = tw.w.tiles();
+    let per_pass = (PROJECT_TILE_BYTES / (ip.max(1) * 2 * TILE_COLS)).max(2) & !1;
+    let out = Ptr::of(gates);
+    let parts = threads.min(tiles);
+    broadcast(parts, |m| {
+        let (j0, j1) = split_range(tiles, parts, m, 2);
+        for first in (j0..j1).step_by(per_pass) {
+            let end = (first + per_pass).min(j1);
+            for rb in (0..rows).step_by(PRODUCT_ROWS) {
+                let n = PRODUCT_ROWS.min(rows - rb);
+                // SAFETY: the tile path runs only where check_tiles passed (AMX is available);
+                // xb holds `rows` rows of `ip` and gates `rows` rows of `gp` (f32, as F is
+                // f32); this part writes only its own column tiles.
+                unsafe {
+                    let c = out.at(rb * gp) as *mut f32;
+                    tile_product(xb.as_ptr().add(rb * ip), ip, n, &tw.w, &[(first, end)], c, gp, false);
+                }
+            }
+        }
+    });
+}
+
+#[derive(Clone, Copy)]
+struct TileBufs<F> {
+    /// `[S*B, 4 hp]`: the input projection, then each step's sums and activations.
+    gates: Ptr<F>,
+    /// `[2, B, H]`: a ring of two cell states.
+    c: Ptr<F>,
+    /// `[S+1, B, P]`: h0, then the hidden state after each step.
+    h: Ptr<F>,
+    /// `[2, B, pp]`: the hidden state read by the next step, in bfloat16 (zero-padded).
+    hb: Ptr<u16>,
+    /// `[S*B, H]`: the unprojected outputs, when the layer projects.
+    r: Option<Ptr<F>>,
+}
+
+/// The time loop of one direction on tiles, run by member `m` of a team of `k`.
+#[allow(clippy::too_many_arguments)]
+fn tile_steps<F: Real>(
+    path: KernelPath,
+    shape: &LayerShape,
+    dp: &DirParams<'_, F>,
+    sched: &Schedule,
+    bufs: TileBufs<F>,
+    m: usize,
+    k: usize,
+    barrier: &SpinBarrier,
+) {
+    let tw = dp.tiles.expect("checked by check_tiles");
+    let (b, h, p) = (sched.batch, shape.hidden, shape.out());
+    let (hp, pp) = (tw.r.padded_hidden(), tw.r.padded_depth());
+    let gp = 4 * hp;
+    let per_gate = hp / TILE_COLS;
+    let (u0, u1) = split_range(hp, k, m, TILE_COLS);
+    let w = u1.min(h).saturating_sub(u0);
+    let (p0, p1) = split_range(p, k, m, TILE_COLS);
+    let tiles = [0, 1, 2, 3].map(|gate| (gate * per_gate + u0 / TILE_COLS, gate * per_gate + u1 / TILE_COLS));
+    let blocks = shape.order.blocks();
+    let bias = dp.bias.map(|bv| blocks.map(|blk| &bv[blk * h + u0..blk * h + u0 + w]));
+    let peep = peep_views(dp.peephole, h, u0, u0 + w);
+    for s in 0..sched.max_len() {
+        let n = sched.active[s];
+        // SAFETY: this member writes only its own units' columns of step s (gates, c, the
+        // unprojected r or h, and h in bfloat16) and, with a projection, its own columns of
+        // h after the first barrier; it reads h of step s, completed before the last barrier.
+        unsafe {
+            let hb_prev = bufs.hb.at((s % 2) * b * pp) as *const u16;
+            let hb_next = bufs.hb.at(((s + 1) % 2) * b * pp);
+            let h_out = bufs.h.at((s + 1) * b * p);
+            if w > 0 {
+                for rb in (0..n).step_by(PRODUCT_ROWS) {
+                    let c = bufs.gates.at((s * b + rb) * gp) as *mut f32;
+                    tile_product(hb_prev.add(rb * pp), pp, PRODUCT_ROWS.min(n - rb), &tw.r, &tiles, c, gp, true);
+                }
+                for row in 0..n {
+                    let base = (s * b + row) * gp;
+                    let z = blocks.map(|blk| bufs.gates.slice(base + blk * hp + u0, w));
+                    let out = match bufs.r {
+                        Some(r) => r.slice((s * b + row) * h + u0, w),
+                        None => std::slice::from_raw_parts_mut(h_out.add(row * p + u0), w),
+                    };
+                    forward_units(
+                        path,
+                        FwdUnits {
+                            z,
+                            bias,
+                            pre: None,
+                            peep,
+                            c_prev: bufs.c.slice((c_slot(true, s) * b + row) * h + u0, w),
+                            c: bufs.c.slice((c_slot(true, s + 1) * b + row) * h + u0, w),
+                            hc: None,
+                            out,
+                        },
+                        &dp.ops,
+                    );
+                    if bufs.r.is_none() {
+                        let src = std::slice::from_raw_parts(h_out.add(row * p + u0) as *const f32, w);
+                        convert(path, src, std::slice::from_raw_parts_mut(hb_next.add(row * pp + u0), w));
+                    }
+                }
+            }
+            if let (Some(r), Some(wp)) = (bufs.r, dp.proj) {
+                barrier.wait();
+                let r_s = r.at(s * b * h) as *const F;
+                gemm(n, p1 - p0, h, h_out.add(p0), p, 1, false, r_s, h, 1, wp.as_ptr().add(p0 * h), 1, h, 1);
+                for row in 0..n {
+                    let src = std::slice::from_raw_parts(h_out.add(row * p + p0) as *const f32, p1 - p0);
+                    convert(path, src, std::slice::from_raw_parts_mut(hb_next.add(row * pp + p0), p1 - p0));
+                }
+            }
+        }
+        barrier.wait();
+    }
+}
