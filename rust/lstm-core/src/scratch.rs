@@ -25,6 +25,7 @@ fn bytes_of(b: &dyn Any) -> usize {
     b.downcast_ref::<Vec<f32>>()
         .map(|v| v.capacity() * 4)
         .or_else(|| b.downcast_ref::<Vec<f64>>().map(|v| v.capacity() * 8))
+        .or_else(|| b.downcast_ref::<Vec<u16>>().map(|v| v.capacity() * 2))
         .unwrap_or(0)
 }
 

@@ -8,7 +8,6 @@
 //! member of the team owns whole tiles of hidden units (all four gates of them).
 
 use super::*;
-use crate::alloc::filled;
 use crate::amx::{require_amx, tile_product, TileWeights, PRODUCT_ROWS, TILE_COLS};
 use crate::bf16::convert;
 
@@ -103,15 +102,15 @@ pub(super) fn forward_tiles<F: Real>(
             false => Some(gather_steps(sched, x, i, dp.reverse)?),
         };
         let lhs = as_f32(xs.as_deref().unwrap_or(x));
-        let mut xb = filled("X in bfloat16", rows * ip, 0u16)?;
-        round_rows(path, threads, lhs, i, i, &mut xb, ip);
-        let mut gates = zeroed::<F>("the gates", rows * gp)?;
-        project_tiles(threads, &xb, ip, rows, tw, &mut gates);
-        drop(xb);
+        let mut xb = LineBuf::<u16>::zeroed(rows * ip);
+        round_rows(path, threads, lhs, i, i, xb.as_mut_slice(), ip);
+        let mut gates =
+            LineBuf::<F>::projected(rows * gp, |out| project_tiles(threads, xb.as_slice(), ip, rows, tw, out));
+        xb.recycle();
 
         let mut c = zeroed::<F>("the cell states", 2 * b * h)?;
         let mut hs = zeroed::<F>("the hidden states", (s_len + 1) * b * p)?;
-        let mut hb = filled("the hidden states in bfloat16", 2 * b * pp, 0u16)?;
+        let mut hb = LineBuf::<u16>::zeroed(2 * b * pp);
         for (row, &orig) in sched.perm.iter().enumerate() {
             if let Some(h0) = h0 {
                 hs[row * p..(row + 1) * p].copy_from_slice(&h0[(d * b + orig) * p..][..p]);
@@ -120,13 +119,13 @@ pub(super) fn forward_tiles<F: Real>(
                 c[row * h..(row + 1) * h].copy_from_slice(&c0[(d * b + orig) * h..][..h]);
             }
         }
-        round_rows(path, 1, as_f32(&hs[..b * p]), p, p, &mut hb[..b * pp], pp);
+        round_rows(path, 1, as_f32(&hs[..b * p]), p, p, &mut hb.as_mut_slice()[..b * pp], pp);
         let mut r_buf = zeroed::<F>("the projected states", if shape.proj > 0 { s_len * b * h } else { 0 })?;
         let bufs = TileBufs {
-            gates: Ptr::of(&mut gates),
+            gates: Ptr::of(gates.as_mut_slice()),
             c: Ptr::of(&mut c),
             h: Ptr::of(&mut hs),
-            hb: Ptr::of(&mut hb),
+            hb: Ptr::of(hb.as_mut_slice()),
             r: (shape.proj > 0).then(|| Ptr::of(&mut r_buf)),
         };
         let (team, _) = team_plan(threads, 1, h, b);
@@ -140,6 +139,8 @@ pub(super) fn forward_tiles<F: Real>(
                 y[dst..dst + p].copy_from_slice(&hs[((s + 1) * b + row) * p..][..p]);
             }
         }
+        LineBuf::recycle(gates);
+        hb.recycle();
         for (row, &orig) in sched.perm.iter().enumerate() {
             let len = sched.lens[row];
             hn[(d * b + orig) * p..][..p].copy_from_slice(&hs[(len * b + row) * p..][..p]);
@@ -151,11 +152,10 @@ pub(super) fn forward_tiles<F: Real>(
 
 /// `gates[rows, 4 hp] = xb[rows, ip] · Wᵀ`, the column tiles split over the threads, each
 /// sweeping an L2's worth of its tiles past every row block.
-fn project_tiles<F: Real>(threads: usize, xb: &[u16], ip: usize, rows: usize, tw: &TileWeights, gates: &mut [F]) {
+fn project_tiles<F: Real>(threads: usize, xb: &[u16], ip: usize, rows: usize, tw: &TileWeights, out: Ptr<F>) {
     let gp = 4 * tw.w.padded_hidden();
     let tiles = tw.w.tiles();
     let per_pass = (PROJECT_TILE_BYTES / (ip.max(1) * 2 * TILE_COLS)).max(2) & !1;
-    let out = Ptr::of(gates);
     let parts = threads.min(tiles);
     broadcast(parts, |m| {
         let (j0, j1) = split_range(tiles, parts, m, 2);
@@ -173,6 +173,75 @@ fn project_tiles<F: Real>(threads: usize, xb: &[u16], ip: usize, rows: usize, tw
             }
         }
     });
+}
+
+/// A buffer from this thread's kept ones ([`crate::scratch`]) whose used part starts on a
+/// cache line, as tile loads want (a row straddling two lines costs a second load).
+struct LineBuf<T: 'static> {
+    buf: Vec<T>,
+    off: usize,
+    len: usize,
+}
+
+impl<T: Copy + Default + 'static> LineBuf<T> {
+    fn pad() -> usize {
+        64 / std::mem::size_of::<T>()
+    }
+
+    /// `len` zeros.
+    fn zeroed(len: usize) -> Self {
+        let mut buf = crate::scratch::take::<T>(len + Self::pad());
+        buf.resize(len + Self::pad(), T::default());
+        let off = buf.as_ptr().align_offset(64).min(Self::pad());
+        LineBuf { buf, off, len }
+    }
+
+    /// `len` values, every one of them written by `fill` through the pointer it is given
+    /// (the buffer is not zeroed first: the input projection writes all of it).
+    fn projected(len: usize, fill: impl FnOnce(Ptr<T>)) -> Self {
+        let mut buf = crate::scratch::take::<T>(len + Self::pad());
+        let spare = buf.spare_capacity_mut();
+        let off = spare.as_ptr().align_offset(64).min(Self::pad());
+        spare[..off].fill(std::mem::MaybeUninit::new(T::default()));
+        fill(Ptr(spare[off..].as_mut_ptr() as *mut T));
+        // SAFETY: the first `off` values were written above and the next `len` by `fill`.
+        unsafe { buf.set_len(off + len) };
+        LineBuf { buf, off, len }
+    }
+
+    fn as_slice(&self) -> &[T] {
+        &self.buf[self.off..self.off + self.len]
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.buf[self.off..self.off + self.len]
+    }
+
+    /// Gives the buffer back for the next call on this thread.
+    fn recycle(self) {
+        crate::scratch::recycle(self.buf)
+    }
+}
+
+/// Asks for rows `0..n` (`ld` apart) of `base`, columns `u0..u1` of each of the four gates
+/// (`hp` apart), to be brought into the cache.
+fn prefetch_rows(base: *const f32, n: usize, ld: usize, hp: usize, u0: usize, u1: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for row in 0..n {
+        for gate in 0..4 {
+            let first = row * ld + gate * hp + u0;
+            for off in (0..u1 - u0).step_by(16) {
+                // SAFETY: a prefetch never faults; the address is inside the gate buffer.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                        base.wrapping_add(first + off) as *const i8,
+                    )
+                };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (base, n, ld, hp, u0, u1);
 }
 
 #[derive(Clone, Copy)]
@@ -226,6 +295,11 @@ fn tile_steps<F: Real>(
                 for rb in (0..n).step_by(PRODUCT_ROWS) {
                     let c = bufs.gates.at((s * b + rb) * gp) as *mut f32;
                     tile_product(hb_prev.add(rb * pp), pp, PRODUCT_ROWS.min(n - rb), &tw.r, &tiles, c, gp, true);
+                }
+                if let Some(&n_next) = sched.active.get(s + 1) {
+                    // The next step's sums were written by the input projection long ago and
+                    // sit in memory; the tile loads would wait on them line by line.
+                    prefetch_rows(bufs.gates.at((s + 1) * b * gp) as *const f32, n_next, gp, hp, u0, u1);
                 }
                 for row in 0..n {
                     let base = (s * b + row) * gp;
