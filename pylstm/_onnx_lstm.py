@@ -181,7 +181,8 @@ def _layers(a: dict[str, Any]) -> list:
     return [dirs]
 
 
-def run_rust(a: dict[str, Any], requires_grad: bool, bf16_weights: bool = False) -> tuple:
+def run_rust(a: dict[str, Any], requires_grad: bool, bf16_weights: bool = False,
+             tiles: bool = False) -> tuple:
     """The operator on the Rust core: ``(Y, Y_h, Y_c)`` in ``a``'s layout, and the tape when
     ``requires_grad``."""
     nd, h, steps, batch = a["nd"], a["h"], a["steps"], a["batch"]
@@ -190,7 +191,7 @@ def run_rust(a: dict[str, Any], requires_grad: bool, bf16_weights: bool = False)
         a["X"], layers, hidden_size=h, proj_size=0, order="onnx",
         reverse=list(_DIRECTIONS[a["direction"]]), activations=a["acts"], clip=a["clip"],
         input_forget=bool(a["input_forget"]), h0=a["h0"], c0=a["c0"], lengths=a["lens"],
-        keep_tape=requires_grad, bf16_weights=bf16_weights)
+        keep_tape=requires_grad, bf16_weights=bf16_weights, tile_weights=tiles)
     Y = y.reshape(steps, batch, nd, h).transpose(0, 2, 1, 3)
     if a["layout"]:
         Y = Y.transpose(2, 0, 1, 3)

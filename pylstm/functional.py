@@ -35,6 +35,7 @@ import numpy as np
 from pylstm import _checks, _core
 from pylstm._onnx_lstm import LstmTape, onnx_args, resolve_activations, run_rust, validate
 from pylstm.errors import BackendError, DTypeError, LstmValueError, TapeError
+from pylstm.runtime import check_bf16_compute_available, compute_dtype_is_bf16
 
 __all__ = ["LstmTape", "lstm", "lstm_backward", "resolve_activations"]
 
@@ -46,7 +47,8 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
          activation_alpha: Sequence[float] | None = None,
          activation_beta: Sequence[float] | None = None, clip: float | None = None,
          input_forget: int = 0, layout: int = 0, backend: str | None = None,
-         requires_grad: bool = False, bf16_weights: bool = False) -> tuple:
+         requires_grad: bool = False, bf16_weights: bool = False,
+         compute_dtype: str = "float32") -> tuple:
     """Compute the ONNX LSTM operator.
 
     Args:
@@ -71,6 +73,14 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
             it rounded to bfloat16 (8 significant bits), half the bytes; states and sums stay
             float32. Outputs move by about 1e-3 relative to float32. Here ``R`` is rounded on
             every call; ``pylstm.LSTM(..., bf16_weights=True)`` rounds it once per weights.
+        compute_dtype: ``"float32"`` (default) or, opt-in for float32 inference on the Rust
+            backend where the CPU has AMX tiles (Intel Xeon from Sapphire Rapids on),
+            ``"bfloat16"``: ``X``, ``W``, ``R`` and each step's hidden state are rounded to
+            bfloat16 for the input projection and the recurrent product, which run on AMX
+            tiles with float32 sums; bias, activations and the cell state stay float32.
+            Outputs move by about 1e-2 relative to float32 (as PyTorch's bfloat16 LSTM).
+            Here the weights are packed on every call; ``pylstm.LSTM(...,
+            compute_dtype="bfloat16")`` packs them once per weights.
 
     Returns:
         ``(Y, Y_h, Y_c)`` with ``Y`` ``[seq_length, num_directions, batch_size, hidden_size]``
@@ -78,6 +88,7 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
     """
     requires_grad = _checks.flag("requires_grad", requires_grad)
     bf16_weights = _checks.flag("bf16_weights", bf16_weights)
+    tiles = compute_dtype_is_bf16(compute_dtype)
     if backend is not None and not isinstance(backend, str):
         raise DTypeError(f"backend: expected a backend name (str) or None, got "
                          f"{_checks.type_name(backend)}")
@@ -88,12 +99,14 @@ def lstm(X: np.ndarray, W: np.ndarray, R: np.ndarray, B: np.ndarray | None = Non
     impl = get_backend(backend)
     if bf16_weights:
         _check_bf16(args["dtype"], requires_grad, impl.name)
+    if tiles:
+        _check_bf16_compute(args["dtype"], requires_grad, impl.name, bf16_weights)
     if impl.name != "rust":
         if requires_grad:
             raise BackendError(f"backend {impl.name!r} cannot compute gradients; "
                                "use backend='rust'")
         return impl.lstm(**onnx_args(args))
-    return run_rust(args, requires_grad, bf16_weights)
+    return run_rust(args, requires_grad, bf16_weights, tiles)
 
 
 def _check_bf16(dtype: Any, requires_grad: bool, backend: str) -> None:
@@ -105,6 +118,24 @@ def _check_bf16(dtype: Any, requires_grad: bool, backend: str) -> None:
     if requires_grad:
         raise LstmValueError("bf16_weights: inference only, got requires_grad=True "
                              "(gradients are computed in float32)")
+
+
+def _check_bf16_compute(dtype: Any, requires_grad: bool, backend: str, bf16_weights: bool
+                        ) -> None:
+    """Rejects what ``compute_dtype="bfloat16"`` cannot serve, naming the argument."""
+    if backend != "rust":
+        raise BackendError(f"compute_dtype='bfloat16': only the 'rust' backend has it, got "
+                           f"backend {backend!r}")
+    if np.dtype(dtype) != np.float32:
+        raise DTypeError(f"compute_dtype='bfloat16': expected float32 inputs, got "
+                         f"{np.dtype(dtype)}")
+    if requires_grad:
+        raise LstmValueError("compute_dtype='bfloat16': inference only, got requires_grad=True "
+                             "(gradients are computed in float32)")
+    if bf16_weights:
+        raise LstmValueError("bf16_weights: expected False with compute_dtype='bfloat16' (which "
+                             "rounds every weight already)")
+    check_bf16_compute_available()
 
 
 def lstm_backward(tape: LstmTape, dY: np.ndarray | None = None, dY_h: np.ndarray | None = None,

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pylstm import _checks, _core
-from pylstm.errors import DTypeError
+from pylstm.errors import DTypeError, LstmValueError
 
 __all__ = ["blas_threads", "get_num_threads", "info", "kernel", "set_kernel", "set_num_threads"]
 
@@ -67,8 +67,34 @@ def set_kernel(name: str) -> None:
     _core.set_kernel(name)
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype_is_bf16(compute_dtype: Any) -> bool:
+    """Checks a ``compute_dtype`` argument; whether it asks for bfloat16."""
+    if not isinstance(compute_dtype, str) or compute_dtype not in COMPUTE_DTYPES:
+        raise LstmValueError(f"compute_dtype: expected one of {', '.join(COMPUTE_DTYPES)}, got "
+                             f"{compute_dtype!r}")
+    return compute_dtype == "bfloat16"
+
+
+def amx_unavailable() -> str | None:
+    """``None`` where ``compute_dtype="bfloat16"`` can run (AMX bfloat16 tiles, granted by
+    Linux), else the reason it cannot."""
+    return _core.amx_unavailable()
+
+
+def check_bf16_compute_available() -> None:
+    """Raises :class:`LstmValueError` naming why ``compute_dtype="bfloat16"`` cannot run here."""
+    why = amx_unavailable()
+    if why is not None:
+        raise LstmValueError(f"compute_dtype='bfloat16': needs AMX bfloat16 tiles, unavailable "
+                             f"here: {why}")
+
+
 def info() -> dict[str, Any]:
-    """Version, SIMD path in use, supported paths and thread count."""
+    """Version, SIMD path in use, supported paths, thread count, and the compute dtypes this
+    CPU runs (``"amx"``: ``"available"``, or why the bfloat16 tiles are not)."""
     from pylstm import __version__
 
     return {
@@ -78,6 +104,8 @@ def info() -> dict[str, Any]:
         "supported_kernels": list(_core.supported_kernels()),
         "num_threads": get_num_threads(),
         "dtypes": ["float32", "float64"],
+        "compute_dtypes": ["float32"] + (["bfloat16"] if amx_unavailable() is None else []),
+        "amx": amx_unavailable() or "available",
     }
 
 

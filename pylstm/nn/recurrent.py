@@ -29,6 +29,7 @@ from pylstm.errors import (
     ShapeError,
     TapeError,
 )
+from pylstm.runtime import check_bf16_compute_available, compute_dtype_is_bf16
 
 from .module import Module
 
@@ -181,11 +182,26 @@ class LSTM(_EngineModule):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, dtype: Any = np.float32, seed: int | None = None,
-                 bf16_weights: bool = False, packed_weights: bool = False) -> None:
+                 bf16_weights: bool = False, packed_weights: bool = False,
+                 compute_dtype: str = "float32") -> None:
         super().__init__(dtype, seed)
         for name, flag in (("bf16_weights", bf16_weights), ("packed_weights", packed_weights)):
             if flag and self.dtype != np.float32:
                 raise DTypeError(f"{name}: expected dtype float32, got {self.dtype}")
+        if compute_dtype_is_bf16(compute_dtype):
+            if self.dtype != np.float32:
+                raise DTypeError(f"compute_dtype='bfloat16': expected dtype float32, got "
+                                 f"{self.dtype}")
+            if bf16_weights:
+                raise LstmValueError("bf16_weights: expected False with compute_dtype="
+                                     "'bfloat16' (which rounds every weight already)")
+            check_bf16_compute_available()
+        #: ``"float32"``, or opt-in ``"bfloat16"``: inference on the Rust backend rounds the
+        #: inputs, weights and each step's hidden state to bfloat16 for the products, which
+        #: run on AMX tiles with float32 sums (see ``pylstm.functional.lstm``); the weights
+        #: are packed as tiles once per version of the parameters. Forwards for training
+        #: (``requires_grad=True``) and other backends stay float32.
+        self.compute_dtype = compute_dtype
         #: Opt-in: inference on the Rust backend reads the recurrent weights rounded to
         #: bfloat16 where that pays (see ``pylstm.functional.lstm``), packed once per
         #: version of the parameters (call ``mark_updated()`` after writing into them in
@@ -272,6 +288,13 @@ class LSTM(_EngineModule):
                                   lambda w, r: _core.pack_weights(w, r, self.hidden_size),
                                   self.num_directions)
 
+    def _packed_tiles(self) -> list:
+        """``weight_ih`` and ``weight_hh`` rounded to bfloat16 and packed as AMX tiles."""
+        return self._cached_packs("tiles", [["weight_ih" + s, "weight_hh" + s]
+                                            for s in self._suffixes()],
+                                  lambda w, r: _core.pack_tiles(w, r, self.hidden_size),
+                                  self.num_directions)
+
     def _prepare(self, x: Any, hx: Any, lengths: Any) -> dict[str, Any]:
         x = _to_numpy(x) if hasattr(x, "detach") else x
         _checks.float_dtype("x", x)
@@ -354,7 +377,9 @@ class LSTM(_EngineModule):
             keep_tape=requires_grad,
             bf16_weights=self._packed_bf16() if self.bf16_weights and not requires_grad else None,
             packed_weights=(self._packed_f32() if self.packed_weights and not requires_grad
-                            else None))
+                            else None),
+            tile_weights=(self._packed_tiles() if self.compute_dtype == "bfloat16"
+                          and not requires_grad else None))
         y, state, out_steps = self._finish(y, hn, cn, prep)
         tape = None
         if requires_grad:

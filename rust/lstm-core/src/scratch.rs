@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// The largest buffer a thread keeps between calls.
 const KEPT_BYTES: usize = 48 << 20;
 /// Buffers a thread keeps.
-const KEPT: usize = 3;
+const KEPT: usize = 6;
 /// Bytes all threads together keep at most (threads that call the engine inline keep buffers
 /// too, so the per-thread limits alone would not bound the process).
 const KEPT_TOTAL_BYTES: usize = 256 << 20;

@@ -109,7 +109,10 @@ pub(super) fn forward_tiles<F: Real>(
         xb.recycle();
 
         let mut c = zeroed::<F>("the cell states", 2 * b * h)?;
-        let mut hs = zeroed::<F>("the hidden states", (s_len + 1) * b * p)?;
+        // Over full-length rows each step's h goes straight into Y (as in the float32 path);
+        // else into a step-major buffer copied out after the loop.
+        let direct = sched.dense && s_len > 0;
+        let mut hs = zeroed::<F>("the hidden states", if direct { b * p } else { (s_len + 1) * b * p })?;
         let mut hb = LineBuf::<u16>::zeroed(2 * b * pp);
         for (row, &orig) in sched.perm.iter().enumerate() {
             if let Some(h0) = h0 {
@@ -124,7 +127,22 @@ pub(super) fn forward_tiles<F: Real>(
         let bufs = TileBufs {
             gates: Ptr::of(gates.as_mut_slice()),
             c: Ptr::of(&mut c),
-            h: Ptr::of(&mut hs),
+            h: if direct {
+                // Step s of direction d is time s (or T-1-s in reverse) of every row.
+                let (first, step) = if dp.reverse { ((t_len - 1) * b * nd + d, -1) } else { (d, 1) };
+                // SAFETY: `first * p` is the offset of a row of Y.
+                HStates {
+                    h0: Ptr::of(&mut hs),
+                    first: Ptr(unsafe { Ptr::of(&mut y).at(first * p) }),
+                    step: step * (b * nd * p) as isize,
+                    rs: nd * p,
+                    p,
+                }
+            } else {
+                let hp = Ptr::of(&mut hs);
+                // SAFETY: the buffer holds s_len + 1 blocks of b*p.
+                HStates { h0: hp, first: Ptr(unsafe { hp.at(b * p) }), step: (b * p) as isize, rs: p, p }
+            },
             hb: Ptr::of(hb.as_mut_slice()),
             r: (shape.proj > 0).then(|| Ptr::of(&mut r_buf)),
         };
@@ -132,7 +150,7 @@ pub(super) fn forward_tiles<F: Real>(
         let barrier = SpinBarrier::new(team);
         broadcast(team, |m| tile_steps(path, shape, dp, sched, bufs, m, team, &barrier));
 
-        for s in 0..s_len {
+        for s in (0..s_len).filter(|_| !direct) {
             for row in 0..sched.active[s] {
                 let t = sched.time_of(row, s, dp.reverse);
                 let dst = ((t * b + sched.perm[row]) * nd + d) * p;
@@ -143,7 +161,8 @@ pub(super) fn forward_tiles<F: Real>(
         hb.recycle();
         for (row, &orig) in sched.perm.iter().enumerate() {
             let len = sched.lens[row];
-            hn[(d * b + orig) * p..][..p].copy_from_slice(&hs[(len * b + row) * p..][..p]);
+            // SAFETY: the loop is over; state `len` of `row` was written by it (or is h0).
+            hn[(d * b + orig) * p..][..p].copy_from_slice(unsafe { bufs.h.row(len, row) });
             cn[(d * b + orig) * h..][..h].copy_from_slice(&c[(c_slot(true, len) * b + row) * h..][..h]);
         }
     }
@@ -223,35 +242,14 @@ impl<T: Copy + Default + 'static> LineBuf<T> {
     }
 }
 
-/// Asks for rows `0..n` (`ld` apart) of `base`, columns `u0..u1` of each of the four gates
-/// (`hp` apart), to be brought into the cache.
-fn prefetch_rows(base: *const f32, n: usize, ld: usize, hp: usize, u0: usize, u1: usize) {
-    #[cfg(target_arch = "x86_64")]
-    for row in 0..n {
-        for gate in 0..4 {
-            let first = row * ld + gate * hp + u0;
-            for off in (0..u1 - u0).step_by(16) {
-                // SAFETY: a prefetch never faults; the address is inside the gate buffer.
-                unsafe {
-                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
-                        base.wrapping_add(first + off) as *const i8,
-                    )
-                };
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (base, n, ld, hp, u0, u1);
-}
-
 #[derive(Clone, Copy)]
 struct TileBufs<F> {
     /// `[S*B, 4 hp]`: the input projection, then each step's sums and activations.
     gates: Ptr<F>,
     /// `[2, B, H]`: a ring of two cell states.
     c: Ptr<F>,
-    /// `[S+1, B, P]`: h0, then the hidden state after each step.
-    h: Ptr<F>,
+    /// h0, then the hidden state after each step (in Y, or a step-major buffer).
+    h: HStates<F>,
     /// `[2, B, pp]`: the hidden state read by the next step, in bfloat16 (zero-padded).
     hb: Ptr<u16>,
     /// `[S*B, H]`: the unprojected outputs, when the layer projects.
@@ -290,23 +288,18 @@ fn tile_steps<F: Real>(
         unsafe {
             let hb_prev = bufs.hb.at((s % 2) * b * pp) as *const u16;
             let hb_next = bufs.hb.at(((s + 1) % 2) * b * pp);
-            let h_out = bufs.h.at((s + 1) * b * p);
+            let (h_out, ors) = bufs.h.at(s + 1);
             if w > 0 {
                 for rb in (0..n).step_by(PRODUCT_ROWS) {
                     let c = bufs.gates.at((s * b + rb) * gp) as *mut f32;
                     tile_product(hb_prev.add(rb * pp), pp, PRODUCT_ROWS.min(n - rb), &tw.r, &tiles, c, gp, true);
-                }
-                if let Some(&n_next) = sched.active.get(s + 1) {
-                    // The next step's sums were written by the input projection long ago and
-                    // sit in memory; the tile loads would wait on them line by line.
-                    prefetch_rows(bufs.gates.at((s + 1) * b * gp) as *const f32, n_next, gp, hp, u0, u1);
                 }
                 for row in 0..n {
                     let base = (s * b + row) * gp;
                     let z = blocks.map(|blk| bufs.gates.slice(base + blk * hp + u0, w));
                     let out = match bufs.r {
                         Some(r) => r.slice((s * b + row) * h + u0, w),
-                        None => std::slice::from_raw_parts_mut(h_out.add(row * p + u0), w),
+                        None => std::slice::from_raw_parts_mut(h_out.add(row * ors + u0), w),
                     };
                     forward_units(
                         path,
@@ -323,7 +316,7 @@ fn tile_steps<F: Real>(
                         &dp.ops,
                     );
                     if bufs.r.is_none() {
-                        let src = std::slice::from_raw_parts(h_out.add(row * p + u0) as *const f32, w);
+                        let src = std::slice::from_raw_parts(h_out.add(row * ors + u0) as *const f32, w);
                         convert(path, src, std::slice::from_raw_parts_mut(hb_next.add(row * pp + u0), w));
                     }
                 }
@@ -331,9 +324,9 @@ fn tile_steps<F: Real>(
             if let (Some(r), Some(wp)) = (bufs.r, dp.proj) {
                 barrier.wait();
                 let r_s = r.at(s * b * h) as *const F;
-                gemm(n, p1 - p0, h, h_out.add(p0), p, 1, false, r_s, h, 1, wp.as_ptr().add(p0 * h), 1, h, 1);
+                gemm(n, p1 - p0, h, h_out.add(p0), ors, 1, false, r_s, h, 1, wp.as_ptr().add(p0 * h), 1, h, 1);
                 for row in 0..n {
-                    let src = std::slice::from_raw_parts(h_out.add(row * p + p0) as *const f32, p1 - p0);
+                    let src = std::slice::from_raw_parts(h_out.add(row * ors + p0) as *const f32, p1 - p0);
                     convert(path, src, std::slice::from_raw_parts_mut(hb_next.add(row * pp + p0), p1 - p0));
                 }
             }
