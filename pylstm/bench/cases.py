@@ -8,6 +8,9 @@ Groups:
 * ``packed``: the opt-in float32 weights packed once per module (``LSTM(...,
   packed_weights=True)``) on the inference shapes, vs onnxruntime and the module packing per
   call; outside the targets.
+* ``bf16c``: the opt-in bfloat16 compute path on AMX tiles (``LSTM(...,
+  compute_dtype="bfloat16")``) vs PyTorch's bfloat16 LSTM, where the CPU has AMX
+  (:mod:`pylstm.bench.bf16_compute`).
 * ``bf16``: the opt-in bfloat16 recurrent weights (``LSTM(..., bf16_weights=True)``) on the
   inference shapes where they engage, vs onnxruntime and our float32; outside the targets.
 * ``training``: ``LSTM.forward(requires_grad=True)`` + ``LSTM.backward`` vs ``torch.nn.LSTM``
@@ -632,6 +635,11 @@ def all_cases(quick: bool = False) -> list[Case]:
         add(f"packed/h{h}-b{b}-t{t}", "packed", _packed(h, b, t))
     for h, b, t in shapes("bf16", BF16_SHAPES):
         add(f"bf16/h{h}-b{b}-t{t}", "bf16", _bf16(h, b, t))
+    if pylstm.info()["amx"] == "available":
+        from .bf16_compute import BF16C_QUICK, BF16C_SHAPES, bf16c_case
+
+        for h, b, t in BF16C_QUICK if quick else BF16C_SHAPES:
+            add(f"bf16c/h{h}-b{b}-t{t}", "bf16c", bf16c_case(h, b, t))
     for h, b, t in shapes("training", TRAINING_SHAPES):
         add(f"training/h{h}-b{b}-t{t}", "training", _training(h, b, t))
     for h, b, t in shapes("varlen", VARLEN_SHAPES):

@@ -48,6 +48,9 @@ TARGETS: list[Target] = [
            lambda r: r["group"] == "bidir", _speedup("torch"), "min"),
     Target("threads", "2 threads >= 1.7x one thread on large-batch shapes", 1.7,
            lambda r: r["group"] == "threads", _speedup("1 thread"), "min"),
+    Target("bf16_compute", "bfloat16 compute (AMX) >= 1.2x PyTorch's bfloat16 LSTM at batch >= 4",
+           1.2, lambda r: r["group"] == "bf16c" and r["batch"] >= 4, _speedup("torch_bfloat16"),
+           "min"),
 ]
 
 
