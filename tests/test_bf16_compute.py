@@ -91,8 +91,10 @@ def assert_close(got, want):
 
 
 @needs_amx
+# The small ones multiply each step's inputs inside the time loop; the last (its weights
+# past an L2 per thread) projects every step's inputs before it.
 @pytest.mark.parametrize("T,batch,inp,h", [(6, 1, 5, 3), (9, 7, 40, 33), (4, 37, 64, 48),
-                                          (3, 16, 100, 128)])
+                                          (3, 16, 100, 128), (3, 5, 1200, 400)])
 def test_bf16_compute_on_amx_matches_the_rounded_reference(T, batch, inp, h):
     X, W, R, B = onnx_case(np.random.default_rng(T * batch), T, batch, inp, h)
     got = F.lstm(X, W, R, B, compute_dtype="bfloat16")

@@ -278,30 +278,68 @@ macro_rules! tile_zero {
     };
 }
 
-/// Where one block of up to two row tiles reads and writes.
+/// One product of a sum: bfloat16 left rows `a` (`lda` values apart, zero past the depth)
+/// times the packed weights `b`.
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    /// The first left row.
+    pub a: *const u16,
+    /// Values between left rows (at least `b.padded_depth()`).
+    pub lda: usize,
+    /// The right operand.
+    pub b: &'a PackedTiles,
+}
+
+/// A run of column tiles `first..end` whose results land from output column `col` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileRun {
+    /// First column tile.
+    pub first: usize,
+    /// One past the last column tile.
+    pub end: usize,
+    /// Output column of the first tile's first column.
+    pub col: usize,
+}
+
+impl TileRun {
+    /// Tiles `first..end`, each at its own column (`16 j`): the packed layout's columns.
+    pub fn in_place(first: usize, end: usize) -> Self {
+        TileRun { first, end, col: first * TILE_COLS }
+    }
+}
+
+/// The left rows of one operand for the two row tiles, and their stride in bytes.
+#[derive(Clone, Copy)]
+struct Left {
+    a: [*const u16; 2],
+    stride: usize,
+    blocks: usize,
+    per_tile: usize,
+    tiles: *const u16,
+}
+
+/// Where one block of up to two row tiles writes.
 #[derive(Clone, Copy)]
 struct RowBlock {
-    /// Left rows of tile rows 0 and 1, and their stride in bytes.
-    a: [*const u16; 2],
-    a_stride: usize,
     /// Accumulator rows of tile rows 0 and 1 (column 0), and their stride in bytes.
     c: [*mut f32; 2],
     c_stride: usize,
-    blocks: usize,
     accumulate: bool,
 }
 
-/// One or two column tiles (`N2`) by one or two row tiles (`M2`), over the whole depth.
+/// One or two column tiles (`N2`: tiles `j` and `j + 1`) by one or two row tiles (`M2`),
+/// over the whole depth of every operand, written from output column `col`.
 ///
 /// # Safety
-/// The tiles are configured for the block's rows; `b0` (and `b1`) point at right-operand
-/// tiles of `blocks` depth blocks; `c` covers 16 (32 with `N2`) columns from `col`.
+/// The tiles are configured for the block's rows; every operand holds tile `j` (and `j + 1`)
+/// and the block's rows; `c` covers 16 (32 with `N2`) columns from `col`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn column_tiles<const N2: bool, const M2: bool>(rb: &RowBlock, col: usize, b0: *const u16, b1: *const u16) {
+unsafe fn column_tiles<const N2: bool, const M2: bool>(rb: &RowBlock, lefts: &[Left], col: usize, j: usize) {
     // SAFETY: the caller guarantees every address below is inside its buffer (see above).
     unsafe {
-        let (cs, as_, bs) = (rb.c_stride, rb.a_stride, 2 * 2 * TILE_COLS);
+        let cs = rb.c_stride;
+        let bs = 2 * 2 * TILE_COLS;
         let c0 = rb.c[0].add(col);
         let c1 = rb.c[1].add(col);
         if rb.accumulate {
@@ -327,21 +365,25 @@ unsafe fn column_tiles<const N2: bool, const M2: bool>(rb: &RowBlock, col: usize
                 }
             }
         }
-        for q in 0..rb.blocks {
-            // Loads interleaved with the products that free their registers: tiles are not
-            // renamed, so a load waits for every earlier product reading its register.
-            tile_load!("4", rb.a[0].add(q * TILE_DEPTH), as_);
-            tile_load!("6", b0.add(q * B_TILE), bs);
-            tile_dot!("0", "4", "6");
-            if N2 {
-                tile_load!("7", b1.add(q * B_TILE), bs);
-                tile_dot!("1", "4", "7");
-            }
-            if M2 {
-                tile_load!("5", rb.a[1].add(q * TILE_DEPTH), as_);
-                tile_dot!("2", "5", "6");
+        for l in lefts {
+            let b0 = l.tiles.add(j * l.per_tile);
+            let b1 = b0.add(l.per_tile);
+            for q in 0..l.blocks {
+                // Loads interleaved with the products that free their registers: tiles are
+                // not renamed, so a load waits for every earlier product reading its register.
+                tile_load!("4", l.a[0].add(q * TILE_DEPTH), l.stride);
+                tile_load!("6", b0.add(q * B_TILE), bs);
+                tile_dot!("0", "4", "6");
                 if N2 {
-                    tile_dot!("3", "5", "7");
+                    tile_load!("7", b1.add(q * B_TILE), bs);
+                    tile_dot!("1", "4", "7");
+                }
+                if M2 {
+                    tile_load!("5", l.a[1].add(q * TILE_DEPTH), l.stride);
+                    tile_dot!("2", "5", "6");
+                    if N2 {
+                        tile_dot!("3", "5", "7");
+                    }
                 }
             }
         }
@@ -358,22 +400,19 @@ unsafe fn column_tiles<const N2: bool, const M2: bool>(rb: &RowBlock, col: usize
     }
 }
 
-/// `c[rows, 16 j .. 16 j + 16] (+)= a[rows, :] · B` for every column tile `j` in the ranges
-/// `tiles` (`(first, end)`), where B is `b` transposed (`c`'s column `16 j + x` is row
-/// `x` of tile `j`). `a` holds `rows` bfloat16 rows of `lda` values (at least
-/// `b.padded_depth()`, zero past the depth); `c` holds `rows` float32 rows of `ldc` values.
-/// With `accumulate` the products are added to `c`, else they replace it.
+/// `c[rows, ..] (+)= Σ a_i[rows, :] · B_iᵀ` over the operands, for the column tiles of each
+/// run: tile `j` of a run writes output columns `col + 16 (j - first)` onwards, `c`'s column
+/// `x` of tile `j` being row `16 j + x` of every operand's weights. `c` holds `rows` float32
+/// rows of `ldc` values. With `accumulate` the sums are added to `c`, else they replace it.
 ///
 /// # Safety
-/// [`amx_status`] is `Ok`; `rows` is at most [`PRODUCT_ROWS`]; the buffers are as described,
-/// every tile's columns lie within `ldc`, and no one else writes the columns written here.
-#[allow(clippy::too_many_arguments)]
+/// [`amx_status`] is `Ok`; `rows` is at most [`PRODUCT_ROWS`]; every operand's `a` holds
+/// `rows` rows as [`Operand`] says and its weights every tile of the runs; every run's columns
+/// lie within `ldc`, and no one else writes them meanwhile.
 pub unsafe fn tile_product(
-    a: *const u16,
-    lda: usize,
+    ops: &[Operand<'_>],
     rows: usize,
-    b: &PackedTiles,
-    tiles: &[(usize, usize)],
+    runs: &[TileRun],
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
@@ -381,7 +420,7 @@ pub unsafe fn tile_product(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the caller upholds this function's `# Safety` contract (see its docs).
     unsafe {
-        debug_assert!(rows <= PRODUCT_ROWS && lda >= b.padded_depth());
+        debug_assert!(rows <= PRODUCT_ROWS && ops.iter().all(|o| o.lda >= o.b.padded_depth()));
         if rows == 0 {
             return;
         }
@@ -389,41 +428,39 @@ pub unsafe fn tile_product(
         let r1 = rows - r0;
         let cfg = config(r0, r1);
         std::arch::asm!("ldtilecfg [{0}]", in(reg) &cfg as *const TileConfig, options(nostack, readonly, preserves_flags));
-        let rb = RowBlock {
-            a: [a, a.add(r0 * lda)],
-            a_stride: lda * 2,
-            c: [c, c.add(r0 * ldc)],
-            c_stride: ldc * 4,
-            blocks: b.blocks(),
-            accumulate,
-        };
-        let per_tile = b.blocks() * B_TILE;
-        let tile = |j: usize| b.data.as_slice().as_ptr().add(j * per_tile);
-        for &(first, end) in tiles {
-            let mut j = first;
-            while j + 2 <= end {
-                let col = j * TILE_COLS;
-                if r1 > 0 {
-                    column_tiles::<true, true>(&rb, col, tile(j), tile(j + 1));
-                } else {
-                    column_tiles::<true, false>(&rb, col, tile(j), tile(j + 1));
+        let mut lefts =
+            [Left { a: [std::ptr::null(); 2], stride: 0, blocks: 0, per_tile: 0, tiles: std::ptr::null() }; 4];
+        debug_assert!(ops.len() <= lefts.len());
+        for (l, o) in lefts.iter_mut().zip(ops) {
+            *l = Left {
+                a: [o.a, o.a.add(r0 * o.lda)],
+                stride: o.lda * 2,
+                blocks: o.b.blocks(),
+                per_tile: o.b.blocks() * B_TILE,
+                tiles: o.b.data.as_slice().as_ptr(),
+            };
+        }
+        let lefts = &lefts[..ops.len().min(4)];
+        let rb = RowBlock { c: [c, c.add(r0 * ldc)], c_stride: ldc * 4, accumulate };
+        for run in runs {
+            let mut j = run.first;
+            while j < run.end {
+                let col = run.col + (j - run.first) * TILE_COLS;
+                let pair = j + 2 <= run.end;
+                match (pair, r1 > 0) {
+                    (true, true) => column_tiles::<true, true>(&rb, lefts, col, j),
+                    (true, false) => column_tiles::<true, false>(&rb, lefts, col, j),
+                    (false, true) => column_tiles::<false, true>(&rb, lefts, col, j),
+                    (false, false) => column_tiles::<false, false>(&rb, lefts, col, j),
                 }
-                j += 2;
-            }
-            if j < end {
-                let col = j * TILE_COLS;
-                if r1 > 0 {
-                    column_tiles::<false, true>(&rb, col, tile(j), tile(j));
-                } else {
-                    column_tiles::<false, false>(&rb, col, tile(j), tile(j));
-                }
+                j += if pair { 2 } else { 1 };
             }
         }
         std::arch::asm!("tilerelease", options(nostack, nomem, preserves_flags));
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (a, lda, rows, b, tiles, c, ldc, accumulate);
+        let _ = (ops, rows, runs, c, ldc, accumulate);
         unreachable!("tile products run only where amx_status() is Ok (x86-64)");
     }
 }
@@ -437,8 +474,23 @@ mod tests {
         bf16_to_f32(f32_to_bf16(v))
     }
 
+    fn grid(n: usize, a: usize, b: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|k| ((k * a % b) as f32 - (b / 2) as f32) / scale).collect()
+    }
+
+    fn rounded_rows(x: &[f32], rows: usize, depth: usize, ld: usize) -> Vec<u16> {
+        let mut a = vec![0u16; rows * ld];
+        for r in 0..rows {
+            for k in 0..depth {
+                a[r * ld + k] = f32_to_bf16(x[r * depth + k]);
+            }
+        }
+        a
+    }
+
     /// The tile product against a float64 sum over the same rounded values, for row counts
-    /// that fill one, two and part of a row tile and hidden/depth sizes off the tile grid.
+    /// that fill one, two and part of a row tile and hidden/depth sizes off the tile grid;
+    /// replacing and accumulating.
     #[test]
     fn tile_product_matches_rounded_reference_where_the_cpu_has_amx() {
         if let Err(why) = amx_status() {
@@ -446,35 +498,26 @@ mod tests {
             return;
         }
         for &(hidden, depth, rows) in &[(16, 32, 16), (20, 45, 7), (33, 64, 32), (48, 100, 19), (5, 3, 1)] {
-            let w: Vec<f32> = (0..4 * hidden * depth).map(|k| ((k * 37 % 101) as f32 - 50.0) / 37.0).collect();
+            let w = grid(4 * hidden * depth, 37, 101, 37.0);
             let pk = PackedTiles::new(&w, hidden, depth).unwrap();
             let (hp, dp) = (pk.padded_hidden(), pk.padded_depth());
-            let x: Vec<f32> = (0..rows * depth).map(|k| ((k * 53 % 89) as f32 - 44.0) / 29.0).collect();
-            let mut a = vec![0u16; rows * dp];
-            for r in 0..rows {
-                for k in 0..depth {
-                    a[r * dp + k] = f32_to_bf16(x[r * depth + k]);
-                }
-            }
+            let x = grid(rows * depth, 53, 89, 29.0);
+            let a = rounded_rows(&x, rows, depth, dp);
             for accumulate in [false, true] {
                 let mut c = vec![0.5f32; rows * 4 * hp];
                 // SAFETY: amx_status is Ok; buffers sized as tile_product needs.
                 unsafe {
-                    tile_product(a.as_ptr(), dp, rows, &pk, &[(0, pk.tiles())], c.as_mut_ptr(), 4 * hp, accumulate)
+                    let op = Operand { a: a.as_ptr(), lda: dp, b: &pk };
+                    tile_product(&[op], rows, &[TileRun::in_place(0, pk.tiles())], c.as_mut_ptr(), 4 * hp, accumulate)
                 };
                 for r in 0..rows {
                     for gate in 0..4 {
                         for u in 0..hp {
-                            let want = if u < hidden {
-                                (0..depth)
-                                    .map(|k| {
-                                        round(x[r * depth + k]) as f64
-                                            * round(w[(gate * hidden + u) * depth + k]) as f64
-                                    })
-                                    .sum::<f64>()
-                            } else {
-                                0.0
-                            } + if accumulate { 0.5 } else { 0.0 };
+                            let dot = |k: usize| {
+                                round(x[r * depth + k]) as f64 * round(w[(gate * hidden + u) * depth + k]) as f64
+                            };
+                            let sum: f64 = if u < hidden { (0..depth).map(dot).sum() } else { 0.0 };
+                            let want = sum + if accumulate { 0.5 } else { 0.0 };
                             let got = c[r * 4 * hp + gate * hp + u] as f64;
                             assert!(
                                 (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
@@ -482,6 +525,55 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Two operands summed into runs of tiles written at their own columns (a member's
+    /// compact rows of its gates): `c = x · Wᵀ + h · Rᵀ` for the tiles of units 16..48.
+    #[test]
+    fn tile_product_sums_operands_into_relocated_runs_where_the_cpu_has_amx() {
+        if let Err(why) = amx_status() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let (hidden, d1, d2, rows) = (60, 40, 70, 21);
+        let w = grid(4 * hidden * d1, 29, 97, 41.0);
+        let r = grid(4 * hidden * d2, 31, 83, 43.0);
+        let (pw, pr) = (PackedTiles::new(&w, hidden, d1).unwrap(), PackedTiles::new(&r, hidden, d2).unwrap());
+        let (x, h) = (grid(rows * d1, 17, 71, 23.0), grid(rows * d2, 19, 73, 27.0));
+        let (ax, ah) = (rounded_rows(&x, rows, d1, pw.padded_depth()), rounded_rows(&h, rows, d2, pr.padded_depth()));
+        let per_gate = pw.padded_hidden() / TILE_COLS;
+        let (u0, u1) = (16, 48);
+        let wt = u1 - u0;
+        let runs: Vec<TileRun> = (0..4)
+            .map(|g| TileRun { first: g * per_gate + u0 / 16, end: g * per_gate + u1 / 16, col: g * wt })
+            .collect();
+        let mut c = vec![f32::NAN; rows * 4 * wt];
+        // SAFETY: amx_status is Ok; buffers sized as tile_product needs.
+        unsafe {
+            let ops = [
+                Operand { a: ax.as_ptr(), lda: pw.padded_depth(), b: &pw },
+                Operand { a: ah.as_ptr(), lda: pr.padded_depth(), b: &pr },
+            ];
+            tile_product(&ops, rows, &runs, c.as_mut_ptr(), 4 * wt, false)
+        };
+        for row in 0..rows {
+            for g in 0..4 {
+                for u in u0..u1 {
+                    let sx: f64 = (0..d1)
+                        .map(|k| round(x[row * d1 + k]) as f64 * round(w[(g * hidden + u) * d1 + k]) as f64)
+                        .sum();
+                    let sh: f64 = (0..d2)
+                        .map(|k| round(h[row * d2 + k]) as f64 * round(r[(g * hidden + u) * d2 + k]) as f64)
+                        .sum();
+                    let got = c[row * 4 * wt + g * wt + (u - u0)] as f64;
+                    assert!(
+                        (got - sx - sh).abs() <= 1e-4 * (1.0 + (sx + sh).abs()),
+                        "row {row} gate {g} unit {u}: {got} vs {}",
+                        sx + sh
+                    );
                 }
             }
         }

@@ -8,12 +8,18 @@
 //! member of the team owns whole tiles of hidden units (all four gates of them).
 
 use super::*;
-use crate::amx::{require_amx, tile_product, TileWeights, PRODUCT_ROWS, TILE_COLS};
+use crate::amx::{require_amx, tile_product, Operand, TileRun, TileWeights, PRODUCT_ROWS, TILE_COLS};
 use crate::bf16::convert;
 
 /// Bytes of right-operand tiles a thread sweeps per pass of the input projection: they stay
 /// in its L2 while every row block passes them.
 const PROJECT_TILE_BYTES: usize = 512 << 10;
+/// A member whose share of `W` and `R` in bfloat16 is at most this many bytes (half an L2)
+/// multiplies each step's inputs by `W` in the time loop, with `h` by `R` into the same tiles:
+/// the weights stay in its L2, and the gate sums of every step are never written to memory
+/// and read back (which, measured at hidden 256, costs more than the projection saves by
+/// running over all rows at once).
+const FUSED_MAX_BYTES: usize = 1 << 20;
 
 /// Checks the packed weights of every direction against the layer, and that this process can
 /// run them.
@@ -104,9 +110,14 @@ pub(super) fn forward_tiles<F: Real>(
         let lhs = as_f32(xs.as_deref().unwrap_or(x));
         let mut xb = LineBuf::<u16>::zeroed(rows * ip);
         round_rows(path, threads, lhs, i, i, xb.as_mut_slice(), ip);
-        let mut gates =
-            LineBuf::<F>::projected(rows * gp, |out| project_tiles(threads, xb.as_slice(), ip, rows, tw, out));
-        xb.recycle();
+        let (team, _) = team_plan(threads, 1, h, b);
+        let fused = tw.nbytes() / team <= FUSED_MAX_BYTES;
+        let mut gates = match fused {
+            true => None,
+            false => {
+                Some(LineBuf::<F>::projected(rows * gp, |out| project_tiles(threads, xb.as_slice(), ip, rows, tw, out)))
+            }
+        };
 
         let mut c = zeroed::<F>("the cell states", 2 * b * h)?;
         // Over full-length rows each step's h goes straight into Y (as in the float32 path);
@@ -125,7 +136,10 @@ pub(super) fn forward_tiles<F: Real>(
         round_rows(path, 1, as_f32(&hs[..b * p]), p, p, &mut hb.as_mut_slice()[..b * pp], pp);
         let mut r_buf = zeroed::<F>("the projected states", if shape.proj > 0 { s_len * b * h } else { 0 })?;
         let bufs = TileBufs {
-            gates: Ptr::of(gates.as_mut_slice()),
+            sums: match gates.as_mut() {
+                Some(g) => Sums::Projected(Ptr::of(g.as_mut_slice())),
+                None => Sums::Fused(Ptr(xb.as_slice().as_ptr() as *mut u16), ip),
+            },
             c: Ptr::of(&mut c),
             h: if direct {
                 // Step s of direction d is time s (or T-1-s in reverse) of every row.
@@ -146,7 +160,6 @@ pub(super) fn forward_tiles<F: Real>(
             hb: Ptr::of(hb.as_mut_slice()),
             r: (shape.proj > 0).then(|| Ptr::of(&mut r_buf)),
         };
-        let (team, _) = team_plan(threads, 1, h, b);
         let barrier = SpinBarrier::new(team);
         broadcast(team, |m| tile_steps(path, shape, dp, sched, bufs, m, team, &barrier));
 
@@ -157,7 +170,10 @@ pub(super) fn forward_tiles<F: Real>(
                 y[dst..dst + p].copy_from_slice(&hs[((s + 1) * b + row) * p..][..p]);
             }
         }
-        LineBuf::recycle(gates);
+        if let Some(g) = gates {
+            g.recycle();
+        }
+        xb.recycle();
         hb.recycle();
         for (row, &orig) in sched.perm.iter().enumerate() {
             let len = sched.lens[row];
@@ -187,7 +203,8 @@ fn project_tiles<F: Real>(threads: usize, xb: &[u16], ip: usize, rows: usize, tw
                 // f32); this part writes only its own column tiles.
                 unsafe {
                     let c = out.at(rb * gp) as *mut f32;
-                    tile_product(xb.as_ptr().add(rb * ip), ip, n, &tw.w, &[(first, end)], c, gp, false);
+                    let op = Operand { a: xb.as_ptr().add(rb * ip), lda: ip, b: &tw.w };
+                    tile_product(&[op], n, &[TileRun::in_place(first, end)], c, gp, false);
                 }
             }
         }
@@ -242,10 +259,20 @@ impl<T: Copy + Default + 'static> LineBuf<T> {
     }
 }
 
+/// Where a step's gate sums start from.
+#[derive(Clone, Copy)]
+enum Sums<F> {
+    /// `[S*B, 4 hp]`: the input projection of every step, made before the loop; each step
+    /// adds `h · Rᵀ` into its rows.
+    Projected(Ptr<F>),
+    /// The inputs in bfloat16 (`[S*B, ip]`, rows `ip` apart): each step multiplies its rows
+    /// by `W` and `h` by `R` into a member's own small buffer.
+    Fused(Ptr<u16>, usize),
+}
+
 #[derive(Clone, Copy)]
 struct TileBufs<F> {
-    /// `[S*B, 4 hp]`: the input projection, then each step's sums and activations.
-    gates: Ptr<F>,
+    sums: Sums<F>,
     /// `[2, B, H]`: a ring of two cell states.
     c: Ptr<F>,
     /// h0, then the hidden state after each step (in Y, or a step-major buffer).
@@ -276,7 +303,20 @@ fn tile_steps<F: Real>(
     let (u0, u1) = split_range(hp, k, m, TILE_COLS);
     let w = u1.min(h).saturating_sub(u0);
     let (p0, p1) = split_range(p, k, m, TILE_COLS);
-    let tiles = [0, 1, 2, 3].map(|gate| (gate * per_gate + u0 / TILE_COLS, gate * per_gate + u1 / TILE_COLS));
+    let wt = u1 - u0;
+    let tile_runs = |gate: usize, col: usize| TileRun {
+        first: gate * per_gate + u0 / TILE_COLS,
+        end: gate * per_gate + u1 / TILE_COLS,
+        col,
+    };
+    // Projected sums sit in the layer's gate buffer (gate columns `hp` apart); fused ones in
+    // this member's own rows of its four gates (`wt` apart).
+    let (runs, ldz) = match bufs.sums {
+        Sums::Projected(_) => ([0, 1, 2, 3].map(|g| tile_runs(g, g * hp + u0)), gp),
+        Sums::Fused(..) => ([0, 1, 2, 3].map(|g| tile_runs(g, g * wt)), 4 * wt),
+    };
+    let mut own = LineBuf::<F>::zeroed(if matches!(bufs.sums, Sums::Fused(..)) { b * ldz } else { 0 });
+    let own_ptr = Ptr::of(own.as_mut_slice());
     let blocks = shape.order.blocks();
     let bias = dp.bias.map(|bv| blocks.map(|blk| &bv[blk * h + u0..blk * h + u0 + w]));
     let peep = peep_views(dp.peephole, h, u0, u0 + w);
@@ -291,12 +331,24 @@ fn tile_steps<F: Real>(
             let (h_out, ors) = bufs.h.at(s + 1);
             if w > 0 {
                 for rb in (0..n).step_by(PRODUCT_ROWS) {
-                    let c = bufs.gates.at((s * b + rb) * gp) as *mut f32;
-                    tile_product(hb_prev.add(rb * pp), pp, PRODUCT_ROWS.min(n - rb), &tw.r, &tiles, c, gp, true);
+                    let rows = PRODUCT_ROWS.min(n - rb);
+                    let rec = Operand { a: hb_prev.add(rb * pp), lda: pp, b: &tw.r };
+                    match bufs.sums {
+                        Sums::Projected(g) => {
+                            let c = g.at((s * b + rb) * gp) as *mut f32;
+                            tile_product(&[rec], rows, &runs, c, gp, true);
+                        }
+                        Sums::Fused(xb, ip) => {
+                            let inp = Operand { a: xb.at((s * b + rb) * ip), lda: ip, b: &tw.w };
+                            tile_product(&[inp, rec], rows, &runs, own_ptr.at(rb * ldz) as *mut f32, ldz, false);
+                        }
+                    }
                 }
                 for row in 0..n {
-                    let base = (s * b + row) * gp;
-                    let z = blocks.map(|blk| bufs.gates.slice(base + blk * hp + u0, w));
+                    let z = match bufs.sums {
+                        Sums::Projected(g) => blocks.map(|blk| g.slice((s * b + row) * gp + blk * hp + u0, w)),
+                        Sums::Fused(..) => blocks.map(|blk| own_ptr.slice(row * ldz + blk * wt, w)),
+                    };
                     let out = match bufs.r {
                         Some(r) => r.slice((s * b + row) * h + u0, w),
                         None => std::slice::from_raw_parts_mut(h_out.add(row * ors + u0), w),
@@ -333,4 +385,5 @@ fn tile_steps<F: Real>(
         }
         barrier.wait();
     }
+    own.recycle();
 }
