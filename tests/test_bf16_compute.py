@@ -85,7 +85,7 @@ MEAN_BOUND, MAX_BOUND = 1e-6, 2e-3
 
 
 def assert_close(got, want):
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         err = np.abs(np.asarray(g, np.float64) - w)
         assert err.mean() < MEAN_BOUND and err.max() < MAX_BOUND, (err.mean(), err.max())
 
@@ -125,7 +125,7 @@ def test_bf16_compute_on_amx_module_tracks_float32_and_its_packs_follow_the_weig
     ref = pylstm.LSTM(24, 32, **kw)
     x = rng.standard_normal((6, 11, 24)).astype(np.float32)
     lengths = [11, 4, 9, 11, 1, 7]
-    for step in range(2):
+    for _ in range(2):
         ref.load_state_dict(m.state_dict())
         y, (hn, cn) = m(x, lengths=lengths)
         y32, (hn32, cn32) = ref(x, lengths=lengths)
@@ -186,9 +186,9 @@ def test_bf16_compute_where_amx_is_unavailable_says_so():
         "from pylstm.errors import LstmValueError\n"
         "info = pylstm.info()\n"
         "assert info['compute_dtypes'] == ['float32'], info\n"
+        "x, w, r = (np.ones(s, np.float32) for s in ((2, 1, 4), (1, 32, 4), (1, 32, 8)))\n"
         "for make in (lambda: pylstm.LSTM(4, 8, compute_dtype='bfloat16'),\n"
-        "             lambda: F.lstm(np.ones((2, 1, 4), np.float32), np.ones((1, 32, 4), np.float32),\n"
-        "                            np.ones((1, 32, 8), np.float32), compute_dtype='bfloat16')):\n"
+        "             lambda: F.lstm(x, w, r, compute_dtype='bfloat16')):\n"
         "    try:\n"
         "        make()\n"
         "    except LstmValueError as e:\n"
@@ -203,7 +203,8 @@ def test_bf16_compute_where_amx_is_unavailable_says_so():
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2
     for line in lines:
-        assert line.startswith("compute_dtype='bfloat16': needs AMX bfloat16 tiles, unavailable here")
+        assert line.startswith("compute_dtype='bfloat16': needs AMX bfloat16 tiles, "
+                               "unavailable here")
 
 
 @needs_amx

@@ -56,13 +56,21 @@ def plain(tree: Any) -> Any:
     return unflatten(spec, [x.data if isinstance(x, Tensor) else x for x in leaves])
 
 
+def _has_tensor(tree: Any) -> bool:
+    """Whether a tensor is among the leaves of nested tuples/lists (without building them:
+    this runs on every module call, one decoding step included)."""
+    if isinstance(tree, Tensor):
+        return True
+    if isinstance(tree, (tuple, list)):
+        return any(_has_tensor(item) for item in tree)
+    return False
+
+
 def wants_recording(args: Any, kwargs: dict[str, Any] | None = None) -> bool:
     """A call records inside :func:`~pylstm.autograd.record`, or when a tensor is passed."""
     if is_recording():
         return True
-    if any(isinstance(x, Tensor) for x in flatten(args)[0]):
-        return True
-    return bool(kwargs) and any(isinstance(v, Tensor) for v in flatten(list(kwargs.values()))[0])
+    return _has_tensor(args) or (bool(kwargs) and _has_tensor(list(kwargs.values())))
 
 
 def record_call(forward: Callable[..., tuple[Any, Any]], backward: Callable[[Any, Any], Any],

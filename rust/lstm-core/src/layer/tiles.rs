@@ -144,9 +144,9 @@ pub(super) fn forward_tiles<F: Real>(
             h: if direct {
                 // Step s of direction d is time s (or T-1-s in reverse) of every row.
                 let (first, step) = if dp.reverse { ((t_len - 1) * b * nd + d, -1) } else { (d, 1) };
-                // SAFETY: `first * p` is the offset of a row of Y.
                 HStates {
                     h0: Ptr::of(&mut hs),
+                    // SAFETY: `first * p` is the offset of a row of Y.
                     first: Ptr(unsafe { Ptr::of(&mut y).at(first * p) }),
                     step: step * (b * nd * p) as isize,
                     rs: nd * p,
