@@ -12,6 +12,7 @@ __all__ = [
     "EngineError",
     "LstmValueError",
     "PackedRecurrent",
+    "PackedTileWeights",
     "PackedWeights",
     "PylstmError",
     "PylstmMemoryError",
@@ -20,6 +21,7 @@ __all__ = [
     "TapeError",
     "__version__",
     "_debug_panic",
+    "amx_unavailable",
     "detected_kernel",
     "fma_peak",
     "kernel",
@@ -29,6 +31,7 @@ __all__ = [
     "network_forward",
     "num_threads",
     "pack_bf16",
+    "pack_tiles",
     "pack_weights",
     "reset_after_fork",
     "set_kernel",
@@ -73,6 +76,18 @@ def pack_weights(
     w: npt.NDArray[np.float32], r: npt.NDArray[np.float32], hidden_size: int
 ) -> PackedWeights: ...
 
+@final
+class PackedTileWeights:
+    @property
+    def dims(self) -> tuple[int, int, int]: ...
+    @property
+    def nbytes(self) -> int: ...
+
+def pack_tiles(
+    w: npt.NDArray[np.float32], r: npt.NDArray[np.float32], hidden_size: int
+) -> PackedTileWeights: ...
+def amx_unavailable() -> str | None: ...
+
 _Activation = tuple[str, float | None, float | None]
 _Layer = Sequence[Sequence[Any]]
 
@@ -94,6 +109,7 @@ def network_forward(
     keep_tape: bool = False,
     bf16_weights: bool | Sequence[Sequence[PackedRecurrent]] | None = None,
     packed_weights: Sequence[Sequence[PackedWeights]] | None = None,
+    tile_weights: bool | Sequence[Sequence[PackedTileWeights]] | None = None,
 ) -> tuple[Any, Any, Any, Tape | None]: ...
 def network_backward(
     tape: Tape,
