@@ -150,12 +150,41 @@ macro_rules! impl_real {
                     return;
                 }
                 let par = if parallel > 1 { gemm::Parallelism::Rayon(parallel) } else { gemm::Parallelism::None };
-                // SAFETY: forwarded from the caller's contract.
-                unsafe {
-                    gemm::gemm(
-                        m, n, k, dst, dst_cs, dst_rs, read_dst, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, 1.0, 1.0,
-                        false, false, false, par,
-                    )
+                let ptrs = crate::threads::SyncPtrs([dst as usize, lhs as usize, rhs as usize]);
+                let run = || {
+                    let [dst, lhs, rhs] = ptrs.0;
+                    // SAFETY: forwarded from the caller's contract (the addresses are its
+                    // pointers, carried as integers to cross into the pool).
+                    unsafe {
+                        gemm::gemm(
+                            m,
+                            n,
+                            k,
+                            dst as *mut Self,
+                            dst_cs,
+                            dst_rs,
+                            read_dst,
+                            lhs as *const Self,
+                            lhs_cs,
+                            lhs_rs,
+                            rhs as *const Self,
+                            rhs_cs,
+                            rhs_rs,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            par,
+                        )
+                    }
+                };
+                if parallel > 1 {
+                    // A parallel GEMM runs on the engine's pool (from a helper-team call too,
+                    // where it would otherwise start rayon's global pool).
+                    crate::threads::in_pool(&run);
+                } else {
+                    run();
                 }
             }
         }

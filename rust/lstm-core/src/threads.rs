@@ -130,11 +130,35 @@ fn helper_team(s: &PoolState) -> Result<Arc<Helpers>> {
     Ok(h)
 }
 
-/// Calls below the inline threshold ([`set_inline_work`]) with at least this many
-/// multiply-adds run on the helper team rather than the caller alone: about 1 MiB of float32
-/// weights for one step of one row, which split over two cores stays in their L2 caches
-/// (measured at hidden 256: 54 us on one thread, mostly reading the weights from L3).
+/// Calls with at least this many multiply-adds (and fewer than [`HELPER_MAX_WORK`]) run on
+/// the helper team rather than the caller alone: about 1 MiB of float32 weights for one step
+/// of one row, which split over two cores stays in their L2 caches (measured at hidden 256:
+/// 54 us on one thread, mostly reading the weights from L3; 25 us on the team).
 const HELPER_MIN_WORK: usize = 1 << 18;
+/// Calls below this many multiply-adds (about 10 ms of work) run on the helper team, not the
+/// rayon pool: handing them to lingering helpers costs about a microsecond, waking the pool
+/// tens (measured on 2 Sapphire Rapids cores: one step of batch 16 at hidden 512 552 -> 387
+/// us, of batch 1 at hidden 1024 787 -> 658 us, 25 steps of batch 16 at hidden 512 7.2 -> 6.5
+/// ms). Bigger ones keep the pool, whose threads are pinned to cores (2.5G multiply-adds at
+/// hidden 256 ran 13% slower on the unpinned helpers).
+const HELPER_MAX_WORK: usize = 1 << 30;
+
+/// Raw addresses a closure carries into the pool (the caller keeps them valid).
+pub(crate) struct SyncPtrs<const N: usize>(pub(crate) [usize; N]);
+
+/// Runs `f` on the engine's pool when called from a helper-team call (for work that brings
+/// its own rayon parallelism, as the GEMM library does), else right here.
+pub(crate) fn in_pool(f: &(dyn Fn() + Sync)) {
+    let team = ON_HELPERS.with(|c| c.borrow().clone());
+    match team.map(|t| (t, pool(state()))) {
+        Some((t, Ok(p))) => {
+            t.quiet(true);
+            p.install(f);
+            t.quiet(false);
+        }
+        _ => f(),
+    }
+}
 
 thread_local! {
     /// Set while this thread runs a call on the helper team: its broadcasts go there.
@@ -166,7 +190,7 @@ pub(crate) fn with_pool<R: Send>(work: usize, f: impl FnOnce(usize) -> R + Send)
     let _guard = s.run_lock.lock().unwrap_or_else(|e| e.into_inner());
     let threads = s.threads.load(Ordering::SeqCst);
     let inline = work < inline_work().load(Ordering::Relaxed);
-    let out = if inline && threads > 1 && work >= HELPER_MIN_WORK {
+    let out = if threads > 1 && (HELPER_MIN_WORK..HELPER_MAX_WORK).contains(&work) {
         let team = helper_team(s)?;
         ON_HELPERS.with(|c| *c.borrow_mut() = Some(team));
         let out = catch_unwind(AssertUnwindSafe(|| f(threads)));
