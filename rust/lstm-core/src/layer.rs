@@ -486,14 +486,7 @@ fn forward_in_pool<F: Real>(
             let c_slots = if keep_tape { s_len + 1 } else { 2 };
             let mut c = zeroed::<F>("the cell states", c_slots * b * h)?;
             let mut hs = zeroed::<F>("the hidden states", if direct { b * p } else { (s_len + 1) * b * p })?;
-            for (row, &orig) in sched.perm.iter().enumerate() {
-                if let Some(h0) = h0 {
-                    hs[row * p..(row + 1) * p].copy_from_slice(&h0[(d * b + orig) * p..][..p]);
-                }
-                if let Some(c0) = c0 {
-                    c[row * h..(row + 1) * h].copy_from_slice(&c0[(d * b + orig) * h..][..h]);
-                }
-            }
+            load_initial(sched, d, (h0, c0), (p, h), &mut hs, &mut c);
             let pre = keep_tape && dp.ops.needs_pre();
             Ok(DirTape {
                 xs: if keep_tape { xs } else { None },
@@ -513,23 +506,7 @@ fn forward_in_pool<F: Real>(
         .iter_mut()
         .enumerate()
         .map(|(d, t)| {
-            let states = if direct {
-                // Step s of direction d is time s (or T-1-s in reverse) of every row.
-                let (first, step) = if dirs[d].reverse { ((t_len - 1) * b * nd + d, -1) } else { (d, 1) };
-                // SAFETY: `first` is the start of a row of Y.
-                HStates {
-                    h0: Ptr::of(&mut t.h),
-                    // SAFETY: `first * p` is the offset of that row, inside Y.
-                    first: Ptr(unsafe { y_ptr.at(first * p) }),
-                    step: step * (b * nd * p) as isize,
-                    rs: nd * p,
-                    p,
-                }
-            } else {
-                let hs = Ptr::of(&mut t.h);
-                // SAFETY: the tape's buffer holds s_len + 1 blocks of b*p.
-                HStates { h0: hs, first: Ptr(unsafe { hs.at(b * p) }), step: (b * p) as isize, rs: p, p }
-            };
+            let states = HStates::place(direct, dirs[d].reverse, (d, nd), sched, p, &mut t.h, y_ptr);
             FwdPtrs::of(t, !keep_tape, states)
         })
         .collect();

@@ -93,6 +93,21 @@ fn weights_f32<'py>(
     Ok(arr)
 }
 
+/// Checks one direction's float32 `w` (`[4 * hidden_size, I]`) and `r` (`[4 * hidden_size, P]`)
+/// and hands their values and widths (`I`, `P`) to `pack`.
+fn with_pair<T>(
+    w: &Bound<'_, PyAny>,
+    r: &Bound<'_, PyAny>,
+    hidden_size: usize,
+    pack: impl FnOnce(&[f32], &[f32], usize, usize) -> lstm_core::Result<T>,
+) -> PyResult<T> {
+    engine_call(|| {
+        let (wa, ra) = (weights_f32("W", w, hidden_size, "I")?, weights_f32("R", r, hidden_size, "P")?);
+        let (wd, rd) = (wa.shape()[1], ra.shape()[1]);
+        pack(data(&wa), data(&ra), wd, rd).map_err(to_py)
+    })
+}
+
 /// Packs one direction's float32 `w` (`[4 * hidden_size, I]`) and `r` (`[4 * hidden_size, P]`).
 #[pyfunction]
 pub fn pack_weights(
@@ -101,14 +116,10 @@ pub fn pack_weights(
     r: &Bound<'_, PyAny>,
     hidden_size: usize,
 ) -> PyResult<PackedWeights> {
-    engine_call(|| {
-        let (wa, ra) = (weights_f32("W", w, hidden_size, "I")?, weights_f32("R", r, hidden_size, "P")?);
-        let (wd, rd) = (wa.shape()[1], ra.shape()[1]);
-        let (wv, rv) = (data(&wa), data(&ra));
+    with_pair(w, r, hidden_size, |wv, rv, wd, rd| {
         py.detach(|| {
             Ok(PackedWeights { w: PackedPanel::new(wv, hidden_size, wd)?, r: PackedPanel::new(rv, hidden_size, rd)? })
         })
-        .map_err(to_py)
     })
 }
 
@@ -144,13 +155,8 @@ pub fn pack_tiles(
     r: &Bound<'_, PyAny>,
     hidden_size: usize,
 ) -> PyResult<PackedTileWeights> {
-    engine_call(|| {
-        let (wa, ra) = (weights_f32("W", w, hidden_size, "I")?, weights_f32("R", r, hidden_size, "P")?);
-        let (wd, rd) = (wa.shape()[1], ra.shape()[1]);
-        let (wv, rv) = (data(&wa), data(&ra));
-        py.detach(|| TileWeights::new(wv, rv, hidden_size, wd, rd))
-            .map(|inner| PackedTileWeights { inner })
-            .map_err(to_py)
+    with_pair(w, r, hidden_size, |wv, rv, wd, rd| {
+        py.detach(|| TileWeights::new(wv, rv, hidden_size, wd, rd)).map(|inner| PackedTileWeights { inner })
     })
 }
 

@@ -44,6 +44,59 @@ impl<F> HStates<F> {
     }
 }
 
+impl<F: Real> HStates<F> {
+    /// Where direction `d` (of `nd`) keeps its states: `h0` in `hs`, the rest straight in `y`
+    /// (`[T, B, nd*P]`) for `direct` inference over full-length rows (step `s` is time `s`, or
+    /// `T-1-s` in reverse), else in `hs` after `h0` (`hs` then holds `S+1` blocks of `B*P`).
+    pub(super) fn place(
+        direct: bool,
+        reverse: bool,
+        (d, nd): (usize, usize),
+        sched: &Schedule,
+        p: usize,
+        hs: &mut [F],
+        y: Ptr<F>,
+    ) -> Self {
+        let (t_len, b) = (sched.steps, sched.batch);
+        if direct {
+            let (first, step) = if reverse { ((t_len - 1) * b * nd + d, -1) } else { (d, 1) };
+            HStates {
+                h0: Ptr::of(hs),
+                // SAFETY: `first * p` is the offset of a row of Y.
+                first: Ptr(unsafe { y.at(first * p) }),
+                step: step * (b * nd * p) as isize,
+                rs: nd * p,
+                p,
+            }
+        } else {
+            let h = Ptr::of(hs);
+            // SAFETY: the buffer holds s_len + 1 blocks of b*p.
+            HStates { h0: h, first: Ptr(unsafe { h.at(b * p) }), step: (b * p) as isize, rs: p, p }
+        }
+    }
+}
+
+/// Copies direction `d`'s initial states (`h0` `[D, B, P]`, `c0` `[D, B, H]`, in the caller's
+/// row order) into the first rows of `hs` and `c`, in step order.
+pub(super) fn load_initial<F: Real>(
+    sched: &Schedule,
+    d: usize,
+    (h0, c0): (Option<&[F]>, Option<&[F]>),
+    (p, h): (usize, usize),
+    hs: &mut [F],
+    c: &mut [F],
+) {
+    let b = sched.batch;
+    for (row, &orig) in sched.perm.iter().enumerate() {
+        if let Some(h0) = h0 {
+            hs[row * p..(row + 1) * p].copy_from_slice(&h0[(d * b + orig) * p..][..p]);
+        }
+        if let Some(c0) = c0 {
+            c[row * h..(row + 1) * h].copy_from_slice(&c0[(d * b + orig) * h..][..h]);
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 pub(super) struct FwdPtrs<F> {
     pub(super) gates: Ptr<F>,
