@@ -147,3 +147,31 @@ def test_task_1_trains_in_seconds_well_above_the_majority_answer() -> None:
     majority = max(answers.count(a) for a in set(answers)) / len(answers)
     acc = accuracy(net, held)
     assert acc >= 0.9 and acc > majority + 0.5, (acc, majority)
+
+
+@pytest.mark.parametrize("lr_patience", [0, 3])
+def test_fit_decays_the_learning_rate_on_a_validation_plateau_only_when_asked(
+        lr_patience, monkeypatch) -> None:
+    import pylstm_dmn.training as training
+
+    made = []
+
+    def recording_trainer(*args, **kwargs):
+        made.append(kwargs.get("scheduler"))
+        return real(*args, **kwargs)
+
+    real = training.Trainer
+    monkeypatch.setattr(training, "Trainer", recording_trainer)
+    train = generate(1, 30, "train", seed=1)
+    vocab = Vocab.build(train)
+    enc = encode(train, vocab, 1, 20)
+    net = DMNPlus(DMNConfig(len(vocab), 1, dim=8, passes=1, dropout=0.0), seed=0)
+    fit(net, enc[10:], enc[:10], FitOptions(epochs=1, batch_size=32, patience=None,
+                                             lr_patience=lr_patience))
+    (scheduler,) = made
+    if lr_patience:
+        # the toolkit's plateau schedule (tested there), on the validation accuracy
+        assert isinstance(scheduler, pylstm.nn.ReduceLROnPlateau)
+        assert (scheduler.mode, scheduler.factor, scheduler.patience) == ("max", 0.5, 3)
+    else:
+        assert scheduler is None

@@ -88,6 +88,9 @@ class DMNOptions:
     patience: int = field(default=10, metadata=_help(
         "stop after this many epochs without a better validation accuracy (0: never)",
         "training"))
+    lr_patience: int = field(default=4, metadata=_help(
+        "halve the learning rate after this many epochs without a better validation accuracy "
+        "(0: never)", "training"))
     time_budget: float = field(default=300.0, metadata=_help(
         "seconds of training per model (0: no limit)", "training"))
     # evaluation
@@ -103,7 +106,7 @@ class DMNOptions:
         need(self.size in ("1k", "10k"), "size", "1k or 10k", repr(self.size))
         for name in ("max_facts", "dim", "passes", "baseline_hidden", "epochs", "batch_size"):
             need(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
-        for name in ("patience", "samples"):
+        for name in ("patience", "lr_patience", "samples"):
             need(getattr(self, name) >= 0, name, "an integer >= 0", getattr(self, name))
         need(math.isfinite(self.valid_share) and 0 < self.valid_share < 1, "valid_share",
              "a number in (0, 1)", self.valid_share)

@@ -53,6 +53,7 @@ def split_validation(samples: list[Story], share: float, seed: int
 def _fit_options(options: DMNOptions, threads: int | None) -> FitOptions:
     return FitOptions(epochs=options.epochs, batch_size=options.batch_size, lr=options.lr,
                       clip=options.clip, patience=options.patience or None,
+                      lr_patience=options.lr_patience,
                       time_budget=options.time_budget or None,
                       supervise_facts=options.supervise_facts, fact_weight=options.fact_weight,
                       engine_threads=threads or 1)

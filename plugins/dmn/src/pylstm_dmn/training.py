@@ -40,6 +40,9 @@ class FitOptions:
     lr: float = 3e-3
     clip: float = 5.0
     patience: int | None = 10
+    #: Halve the learning rate after this many epochs without a better validation accuracy
+    #: (``ReduceLROnPlateau``); 0 never does.
+    lr_patience: int = 4
     time_budget: float | None = None
     supervise_facts: bool = False
     fact_weight: float = 1.0
@@ -103,11 +106,15 @@ def fit(net: nn.Module, train: Sequence[Encoded], valid: Sequence[Encoded],
     fact_loss = nn.CrossEntropyLoss(ignore_index=IGNORE)
     optimizer = nn.Adam(net.parameters(), lr=options.lr)
     metric = "val_accuracy" if valid else "train_loss"
-    trainer = Trainer(net, optimizer, run=run, progress=progress, seed=seed,
+    mode = "max" if valid else "min"
+    scheduler = (nn.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5,
+                                      patience=options.lr_patience)
+                 if options.lr_patience else None)
+    trainer = Trainer(net, optimizer, run=run, progress=progress, seed=seed, scheduler=scheduler,
                       options=TrainOptions(epochs=options.epochs, clip=options.clip or None,
                                            time_budget=options.time_budget,
                                            patience=options.patience, metric=metric,
-                                           mode="max" if valid else "min"))
+                                           mode=mode))
     supervise = options.supervise_facts and hasattr(net, "gate_scores")
 
     def batches(epoch: int) -> list[Batch]:
