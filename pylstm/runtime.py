@@ -97,6 +97,7 @@ def info() -> dict[str, Any]:
     CPU runs (``"amx"``: ``"available"``, or why the bfloat16 tiles are not)."""
     from pylstm import __version__
 
+    amx = amx_unavailable()
     return {
         "version": __version__,
         "kernel": kernel(),
@@ -104,8 +105,8 @@ def info() -> dict[str, Any]:
         "supported_kernels": list(_core.supported_kernels()),
         "num_threads": get_num_threads(),
         "dtypes": ["float32", "float64"],
-        "compute_dtypes": ["float32"] + (["bfloat16"] if amx_unavailable() is None else []),
-        "amx": amx_unavailable() or "available",
+        "compute_dtypes": ["float32"] + (["bfloat16"] if amx is None else []),
+        "amx": amx or "available",
     }
 
 

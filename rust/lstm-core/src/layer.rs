@@ -529,14 +529,8 @@ fn forward_in_pool<F: Real>(
     let copy_y = |m: usize| {
         let (s0, s1) = split_range(s_len, parts, m, 1);
         for (d, (dp, tp)) in dirs.iter().zip(tapes_ref).enumerate() {
-            for s in s0..s1 {
-                for row in 0..sched.active[s] {
-                    let t = sched.time_of(row, s, dp.reverse);
-                    // SAFETY: (t, row) pairs are distinct across steps, so parts write disjoint rows.
-                    let dst = unsafe { y_ptr.slice(((t * b + sched.perm[row]) * nd + d) * p, p) };
-                    dst.copy_from_slice(&tp.h[((s + 1) * b + row) * p..][..p]);
-                }
-            }
+            // SAFETY: parts copy disjoint steps, whose rows of Y are distinct.
+            unsafe { copy_steps_to_y(sched, s0..s1, (dp.reverse, d, nd), p, &tp.h, y_ptr) };
         }
     };
     if !direct {
@@ -545,14 +539,7 @@ fn forward_in_pool<F: Real>(
     let mut hn = zeroed::<F>("Y_h", nd * b * p)?;
     let mut cn = zeroed::<F>("Y_c", nd * b * h)?;
     for (d, tp) in tapes.iter().enumerate() {
-        for (row, &orig) in sched.perm.iter().enumerate() {
-            let len = sched.lens[row];
-            // SAFETY: the team run is over; state `len` of `row` was written by it (or is h0).
-            let last = unsafe { ptrs[d].h.row(len, row) };
-            hn[(d * b + orig) * p..][..p].copy_from_slice(last);
-            let slot = c_slot(!keep_tape, len);
-            cn[(d * b + orig) * h..][..h].copy_from_slice(&tp.c[(slot * b + row) * h..][..h]);
-        }
+        store_last_states(sched, d, (p, h), &ptrs[d].h, (&tp.c, !keep_tape), &mut hn, &mut cn);
     }
     let tape = match keep_tape {
         true => Some(LayerTape { sched: clone_schedule(sched)?, dirs: tapes }),

@@ -228,8 +228,15 @@ pub(crate) fn broadcast(n: usize, work: impl Fn(usize) + Sync) {
         work(0);
         return;
     }
-    if let Some(team) = ON_HELPERS.with(|c| c.borrow().clone()) {
-        team.run(n.min(team.size()), &work);
+    // Borrowed, not cloned: this runs on every fork-join of a small call.
+    let on_helpers = ON_HELPERS.with(|c| match c.borrow().as_ref() {
+        Some(team) => {
+            team.run(n.min(team.size()), &work);
+            true
+        }
+        None => false,
+    });
+    if on_helpers {
         return;
     }
     debug_assert!(n <= rayon::current_num_threads(), "broadcast of {n} on a smaller pool");

@@ -189,56 +189,95 @@ fn dir_params<'a, F: Element + Real>(
         .collect()
 }
 
-type GivenHalves<'py> = Vec<Vec<Bound<'py, PackedRecurrent>>>;
+/// Packs the caller gave: one per layer and direction.
+type Given<'py, P> = Vec<Vec<Bound<'py, P>>>;
 
-/// The bfloat16 recurrent weights `bf16_weights` asks for: packs given by the caller (one per
-/// layer and direction), or `True` to pack each `R` for this call only.
-fn half_weights<'py, F: Element + Real>(
+/// How a packed-weights option is named in its errors.
+struct PackOption {
+    /// The argument (`bf16_weights`, `tile_weights`).
+    arg: &'static str,
+    /// What the inference-only and float32-only errors name (the argument, or the mode it
+    /// stands for).
+    mode: &'static str,
+    /// Why training cannot use it, appended to the inference-only error.
+    tape_why: &'static str,
+    /// The function that makes its packs.
+    packer: &'static str,
+}
+
+/// Checks that `given` has one pack per layer and direction.
+fn check_layout<P>(arg: &str, given: &Given<'_, P>, cfg: &NetConfig) -> PyResult<()> {
+    let nd = cfg.reverse.len();
+    if given.len() != cfg.layers || given.iter().any(|l| l.len() != nd) {
+        return Err(ShapeError::new_err(format!(
+            "{arg}: expected {} layers of {nd} packed weights, got {:?}",
+            cfg.layers,
+            given.iter().map(Vec::len).collect::<Vec<_>>()
+        )));
+    }
+    Ok(())
+}
+
+/// The packs a `bool | packs` option asks for (float32 inference only): those the caller gave
+/// (one per layer and direction), or, for `True`, `pack(W, R)` of each direction for this call
+/// only; nothing for `None` or `False`.
+fn packs_for_call<'py, F: Element + Real, P: pyo3::PyClass, T: Send>(
     py: Python<'py>,
-    bf16: Option<&Bound<'py, PyAny>>,
-    borrowed: &Borrowed<'py, F>,
-    cfg: &NetConfig,
-    keep_tape: bool,
-) -> PyResult<(GivenHalves<'py>, Vec<Vec<PackedBf16>>)> {
-    let Some(spec) = bf16.filter(|v| !v.is_none()) else { return Ok((Vec::new(), Vec::new())) };
-    if let Ok(flag) = spec.extract::<bool>() {
-        if !flag {
-            return Ok((Vec::new(), Vec::new()));
-        }
+    spec: Option<&Bound<'py, PyAny>>,
+    (borrowed, cfg, keep_tape): (&Borrowed<'py, F>, &NetConfig, bool),
+    opt: PackOption,
+    pack: impl Fn(&[f32], &[f32]) -> lstm_core::Result<T> + Sync,
+) -> PyResult<(Given<'py, P>, Vec<Vec<T>>)> {
+    let Some(spec) = spec.filter(|v| !v.is_none()) else { return Ok((Vec::new(), Vec::new())) };
+    let flag = spec.extract::<bool>().ok();
+    if flag == Some(false) {
+        return Ok((Vec::new(), Vec::new()));
     }
     if keep_tape {
-        return Err(LstmValueError::new_err("bf16_weights: inference only, got keep_tape=True"));
+        return Err(LstmValueError::new_err(format!(
+            "{}: inference only, got keep_tape=True{}",
+            opt.mode, opt.tape_why
+        )));
     }
     if !F::IS_F32 {
-        return Err(DTypeError::new_err("bf16_weights: expected float32 inputs, got float64"));
+        return Err(DTypeError::new_err(format!("{}: expected float32 inputs, got float64", opt.mode)));
     }
-    let (h, p) = (cfg.shape.hidden, cfg.shape.out());
-    if spec.extract::<bool>().is_ok() {
+    if flag == Some(true) {
+        let as_f32 = |a: &Option<PyReadonlyArrayDyn<'py, F>>| {
+            let v = a.as_ref().map(data).unwrap_or(&[]);
+            // SAFETY: F is f32 (checked above), so the cast keeps the type.
+            unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) }
+        };
         let mut owned = Vec::new();
         for dirs in borrowed {
             let mut per_dir = Vec::new();
             for a in dirs {
-                let r = a[1].as_ref().map(data).unwrap_or(&[]);
-                // SAFETY: F is f32 (checked above), so the cast keeps the type.
-                let r32 = unsafe { std::slice::from_raw_parts(r.as_ptr() as *const f32, r.len()) };
-                per_dir.push(py.detach(|| PackedBf16::new(r32, h, p)).map_err(to_py)?);
+                let (w, r) = (as_f32(&a[0]), as_f32(&a[1]));
+                per_dir.push(py.detach(|| pack(w, r)).map_err(to_py)?);
             }
             owned.push(per_dir);
         }
         return Ok((Vec::new(), owned));
     }
-    let given: GivenHalves<'py> = spec.extract().map_err(|_| {
-        LstmValueError::new_err("bf16_weights: expected a bool or a list (per layer) of lists (per direction) of packed weights from pack_bf16")
+    let given: Given<'py, P> = spec.extract().map_err(|_| {
+        LstmValueError::new_err(format!(
+            "{}: expected a bool or a list (per layer) of lists (per direction) of packed weights from {}",
+            opt.arg, opt.packer
+        ))
     })?;
-    let nd = cfg.reverse.len();
-    if given.len() != cfg.layers || given.iter().any(|l| l.len() != nd) {
-        return Err(ShapeError::new_err(format!(
-            "bf16_weights: expected {} layers of {nd} packed weights, got {:?}",
-            cfg.layers,
-            given.iter().map(Vec::len).collect::<Vec<_>>()
-        )));
-    }
+    check_layout(opt.arg, &given, cfg)?;
     Ok((given, Vec::new()))
+}
+
+/// The bfloat16 recurrent weights `bf16_weights` asks for (see [`packs_for_call`]).
+fn half_weights<'py, F: Element + Real>(
+    py: Python<'py>,
+    bf16: Option<&Bound<'py, PyAny>>,
+    call: (&Borrowed<'py, F>, &NetConfig, bool),
+) -> PyResult<(Given<'py, PackedRecurrent>, Vec<Vec<PackedBf16>>)> {
+    let (h, p) = (call.1.shape.hidden, call.1.shape.out());
+    let opt = PackOption { arg: "bf16_weights", mode: "bf16_weights", tape_why: "", packer: "pack_bf16" };
+    packs_for_call(py, bf16, call, opt, |_, r| PackedBf16::new(r, h, p))
 }
 
 /// The weights `packed_weights` gives: one `pack_weights` result per layer and direction
@@ -247,7 +286,7 @@ fn packed_weights<'py, F: Element + Real>(
     spec: Option<&Bound<'py, PyAny>>,
     cfg: &NetConfig,
     keep_tape: bool,
-) -> PyResult<Vec<Vec<Bound<'py, PackedWeights>>>> {
+) -> PyResult<Given<'py, PackedWeights>> {
     let Some(spec) = spec.filter(|v| !v.is_none()) else { return Ok(Vec::new()) };
     if keep_tape {
         // The backward pass reads W and R themselves: a stale pack would give gradients of
@@ -257,82 +296,36 @@ fn packed_weights<'py, F: Element + Real>(
     if !F::IS_F32 {
         return Err(DTypeError::new_err("packed_weights: expected float32 inputs, got float64"));
     }
-    let given: Vec<Vec<Bound<'py, PackedWeights>>> = spec.extract().map_err(|_| {
+    let given: Given<'py, PackedWeights> = spec.extract().map_err(|_| {
         LstmValueError::new_err(
             "packed_weights: expected a list (per layer) of lists (per direction) of packed weights from pack_weights",
         )
     })?;
-    let nd = cfg.reverse.len();
-    if given.len() != cfg.layers || given.iter().any(|l| l.len() != nd) {
-        return Err(ShapeError::new_err(format!(
-            "packed_weights: expected {} layers of {nd} packed weights, got {:?}",
-            cfg.layers,
-            given.iter().map(Vec::len).collect::<Vec<_>>()
-        )));
-    }
+    check_layout("packed_weights", &given, cfg)?;
     Ok(given)
 }
 
-type GivenTiles<'py> = Vec<Vec<Bound<'py, PackedTileWeights>>>;
-
-/// The AMX tile weights `tile_weights` asks for: packs given by the caller (one per layer and
-/// direction), or `True` to pack each `W` and `R` for this call only.
+/// The AMX tile weights `tile_weights` asks for (see [`packs_for_call`]); AMX must be there.
 fn tile_weights<'py, F: Element + Real>(
     py: Python<'py>,
     spec: Option<&Bound<'py, PyAny>>,
-    borrowed: &Borrowed<'py, F>,
-    cfg: &NetConfig,
-    keep_tape: bool,
-) -> PyResult<(GivenTiles<'py>, Vec<Vec<TileWeights>>)> {
-    let Some(spec) = spec.filter(|v| !v.is_none()) else { return Ok((Vec::new(), Vec::new())) };
-    let flag = spec.extract::<bool>().ok();
-    if flag == Some(false) {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    if keep_tape {
-        return Err(LstmValueError::new_err(
-            "compute_dtype='bfloat16': inference only, got keep_tape=True (gradients are computed in float32)",
-        ));
-    }
-    if !F::IS_F32 {
-        return Err(DTypeError::new_err("compute_dtype='bfloat16': expected float32 inputs, got float64"));
-    }
-    lstm_core::amx::require_amx().map_err(to_py)?;
-    if flag == Some(true) {
-        let (h, p) = (cfg.shape.hidden, cfg.shape.out());
-        let mut owned = Vec::new();
-        for dirs in borrowed {
-            let mut per_dir = Vec::new();
-            for a in dirs {
-                let (w, r) = (a[0].as_ref().map(data).unwrap_or(&[]), a[1].as_ref().map(data).unwrap_or(&[]));
-                // SAFETY: F is f32 (checked above), so the casts keep the type.
-                let (w32, r32) = unsafe {
-                    (
-                        std::slice::from_raw_parts(w.as_ptr() as *const f32, w.len()),
-                        std::slice::from_raw_parts(r.as_ptr() as *const f32, r.len()),
-                    )
-                };
-                let input = if h == 0 { 0 } else { w.len() / (4 * h) };
-                per_dir.push(py.detach(|| TileWeights::new(w32, r32, h, input, p)).map_err(to_py)?);
-            }
-            owned.push(per_dir);
-        }
-        return Ok((Vec::new(), owned));
-    }
-    let given: GivenTiles<'py> = spec.extract().map_err(|_| {
-        LstmValueError::new_err(
-            "tile_weights: expected a bool or a list (per layer) of lists (per direction) of packed weights from pack_tiles",
-        )
+    call: (&Borrowed<'py, F>, &NetConfig, bool),
+) -> PyResult<(Given<'py, PackedTileWeights>, Vec<Vec<TileWeights>>)> {
+    let (h, p) = (call.1.shape.hidden, call.1.shape.out());
+    let opt = PackOption {
+        arg: "tile_weights",
+        mode: "compute_dtype='bfloat16'",
+        tape_why: " (gradients are computed in float32)",
+        packer: "pack_tiles",
+    };
+    let packs = packs_for_call(py, spec, call, opt, |w, r| {
+        lstm_core::amx::require_amx()?;
+        TileWeights::new(w, r, h, if h == 0 { 0 } else { w.len() / (4 * h) }, p)
     })?;
-    let nd = cfg.reverse.len();
-    if given.len() != cfg.layers || given.iter().any(|l| l.len() != nd) {
-        return Err(ShapeError::new_err(format!(
-            "tile_weights: expected {} layers of {nd} packed weights, got {:?}",
-            cfg.layers,
-            given.iter().map(Vec::len).collect::<Vec<_>>()
-        )));
+    if !packs.0.is_empty() {
+        lstm_core::amx::require_amx().map_err(to_py)?;
     }
-    Ok((given, Vec::new()))
+    Ok(packs)
 }
 
 fn to_numpy<'py, F: Element>(py: Python<'py>, v: Vec<F>, shape: Vec<usize>) -> PyResult<Bound<'py, PyAny>> {
@@ -384,7 +377,7 @@ fn forward_typed<'py, F: Element + Real>(
         ),
     };
     let sched = Schedule::new(cfg.steps, cfg.batch, lengths.as_deref()).map_err(to_py)?;
-    let (given, owned) = half_weights::<F>(py, bf16, &borrowed, &cfg, keep_tape)?;
+    let (given, owned) = half_weights::<F>(py, bf16, (&borrowed, &cfg, keep_tape))?;
     let halves: Vec<Vec<&PackedBf16>> = if given.is_empty() {
         owned.iter().map(|l| l.iter().collect()).collect()
     } else {
@@ -392,7 +385,7 @@ fn forward_typed<'py, F: Element + Real>(
     };
     let given_packs = packed_weights::<F>(packed, &cfg, keep_tape)?;
     let packs: Vec<Vec<&PackedWeights>> = given_packs.iter().map(|l| l.iter().map(|p| p.get()).collect()).collect();
-    let (given_tiles, owned_tiles) = tile_weights::<F>(py, tiled, &borrowed, &cfg, keep_tape)?;
+    let (given_tiles, owned_tiles) = tile_weights::<F>(py, tiled, (&borrowed, &cfg, keep_tape))?;
     let tiles: Vec<Vec<&TileWeights>> = if given_tiles.is_empty() {
         owned_tiles.iter().map(|l| l.iter().collect()).collect()
     } else {

@@ -97,6 +97,50 @@ pub(super) fn load_initial<F: Real>(
     }
 }
 
+/// Copies steps `steps` of direction `d` (of `nd`) from the step-major states `hs` (`h0`
+/// first, then a block of `B*P` per step) into their rows of Y (`[T, B, nd*P]`).
+///
+/// # Safety
+/// `y` holds Y; no one else writes these steps' rows of it meanwhile.
+pub(super) unsafe fn copy_steps_to_y<F: Real>(
+    sched: &Schedule,
+    steps: std::ops::Range<usize>,
+    (reverse, d, nd): (bool, usize, usize),
+    p: usize,
+    hs: &[F],
+    y: Ptr<F>,
+) {
+    let b = sched.batch;
+    for s in steps {
+        for row in 0..sched.active[s] {
+            let t = sched.time_of(row, s, reverse);
+            // SAFETY: the caller owns these rows of Y; (t, row) pairs are distinct across steps.
+            let dst = unsafe { y.slice(((t * b + sched.perm[row]) * nd + d) * p, p) };
+            dst.copy_from_slice(&hs[((s + 1) * b + row) * p..][..p]);
+        }
+    }
+}
+
+/// Copies direction `d`'s last hidden and cell state of each row (after its `len` steps, or the
+/// initial state) into `hn` (`[D, B, P]`) and `cn` (`[D, B, H]`), in the caller's row order.
+pub(super) fn store_last_states<F: Real>(
+    sched: &Schedule,
+    d: usize,
+    (p, h): (usize, usize),
+    states: &HStates<F>,
+    (c, c_ring): (&[F], bool),
+    hn: &mut [F],
+    cn: &mut [F],
+) {
+    let b = sched.batch;
+    for (row, &orig) in sched.perm.iter().enumerate() {
+        let len = sched.lens[row];
+        // SAFETY: the team run is over; state `len` of `row` was written by it (or is h0).
+        hn[(d * b + orig) * p..][..p].copy_from_slice(unsafe { states.row(len, row) });
+        cn[(d * b + orig) * h..][..h].copy_from_slice(&c[(c_slot(c_ring, len) * b + row) * h..][..h]);
+    }
+}
+
 #[derive(Clone, Copy)]
 pub(super) struct FwdPtrs<F> {
     pub(super) gates: Ptr<F>,

@@ -151,24 +151,16 @@ pub(super) fn forward_tiles<F: Real>(
         let barrier = SpinBarrier::new(team);
         broadcast(team, |m| tile_steps(path, shape, dp, sched, bufs, m, team, &barrier));
 
-        for s in (0..s_len).filter(|_| !direct) {
-            for row in 0..sched.active[s] {
-                let t = sched.time_of(row, s, dp.reverse);
-                let dst = ((t * b + sched.perm[row]) * nd + d) * p;
-                y[dst..dst + p].copy_from_slice(&hs[((s + 1) * b + row) * p..][..p]);
-            }
+        if !direct {
+            // SAFETY: the loop is over; this direction's rows of Y are written here only.
+            unsafe { copy_steps_to_y(sched, 0..s_len, (dp.reverse, d, nd), p, &hs, Ptr::of(&mut y)) };
         }
         if let Some(g) = gates {
             g.recycle();
         }
         xb.recycle();
         hb.recycle();
-        for (row, &orig) in sched.perm.iter().enumerate() {
-            let len = sched.lens[row];
-            // SAFETY: the loop is over; state `len` of `row` was written by it (or is h0).
-            hn[(d * b + orig) * p..][..p].copy_from_slice(unsafe { bufs.h.row(len, row) });
-            cn[(d * b + orig) * h..][..h].copy_from_slice(&c[(c_slot(true, len) * b + row) * h..][..h]);
-        }
+        store_last_states(sched, d, (p, h), &bufs.h, (&c, true), &mut hn, &mut cn);
     }
     Ok(LayerOutput { y, hn, cn, tape: None })
 }
