@@ -125,7 +125,9 @@ def export_model(model: TrainedModel) -> Any:
             name=f"scan{k}", body=body, num_scan_inputs=2, scan_input_axes=[1, 1]))
         upd = getattr(net, f"update{k}")
         mem = g.op("Relu", [g.linear(g.op("Concat", [mem, outs[0], q], axis=1), upd)])
-    logits = g.linear(g.op("Concat", [mem, q], axis=1), net.answer)
+    read = g.op("Concat", [mem, q, g.op("Mul", [mem, q]), g.op("Abs", [g.op("Sub", [mem, q])])],
+                axis=1)
+    logits = g.linear(read, net.answer)
     g.op("Reshape", [logits, g.i64(0, cfg.answer_len, cfg.vocab)], out="logits")
     g.op("Concat", gates, out="gates", axis=0)
     i64 = T.INT64
