@@ -21,29 +21,23 @@ pub(crate) fn try_forward_default<F: Real>(path: KernelPath, u: &mut FwdUnits<'_
         && matches!(ops.h, Activation::Tanh)
         && ops.clip.is_none()
         && !ops.input_forget;
-    if !(F::IS_F32 && path == KernelPath::Avx512 && default_cell && u.peep.is_none() && u.pre.is_none()) {
+    let cell = F::kernels(path).default_cell;
+    let Some(cell) = cell.filter(|_| default_cell && u.peep.is_none() && u.pre.is_none()) else {
         return false;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        let w = u.out.len();
-        let cast = |s: &[F]| s.as_ptr() as *const f32;
-        let cast_mut = |s: &mut [F]| s.as_mut_ptr() as *mut f32;
-        let [zi, zo, zf, zc] = &mut u.z;
-        let z = [cast_mut(zi), cast_mut(zo), cast_mut(zf), cast_mut(zc)];
-        let bias = u.bias.map(|b| [cast(b[0]), cast(b[1]), cast(b[2]), cast(b[3])]);
-        let hc = u.hc.as_deref_mut().map(cast_mut);
-        // SAFETY: `F` is f32 (checked above), AVX-512 is supported on `path`, and every slice
-        // holds `w` values (the FwdUnits contract).
-        unsafe { avx512::forward(w, z, bias, cast(u.c_prev), cast_mut(u.c), hc, cast_mut(u.out)) };
-        true
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    };
+    let w = u.out.len();
+    let [zi, zo, zf, zc] = &mut u.z;
+    let z = [zi.as_mut_ptr(), zo.as_mut_ptr(), zf.as_mut_ptr(), zc.as_mut_ptr()];
+    let bias = u.bias.map(|b| b.map(|v| v.as_ptr()));
+    let hc = u.hc.as_deref_mut().map(|v| v.as_mut_ptr());
+    // SAFETY: the table is the one of `path`, which this CPU supports (`active_kernel` and
+    // `set_kernel` only yield such paths); every slice holds `w` values (the FwdUnits contract).
+    unsafe { cell(w, z, bias, u.c_prev.as_ptr(), u.c.as_mut_ptr(), hc, u.out.as_mut_ptr()) };
+    true
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     /// `e^x`: `x = n ln2 + r`, a degree-7 polynomial for `e^r` on `|r| <= ln2 / 2`, times `2^n`
@@ -102,7 +96,7 @@ mod avx512 {
     /// # Safety
     /// AVX-512F must be available; every pointer must be valid for `w` values.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn forward(
+    pub(crate) unsafe fn forward(
         w: usize,
         z: [*mut f32; 4],
         bias: Option<[*const f32; 4]>,

@@ -425,50 +425,61 @@ fn gate_derivative<F: Real, M: MathImpl>(
     }
 }
 
-macro_rules! dispatch {
-    ($fn_name:ident, $impl:ident, $args:ty) => {
+// Each instruction set's build of the generic passes, for the kernel table
+// ([`crate::simd::Kernels`]); the portable build (library math) is the reference.
+macro_rules! builds {
+    ($impl:ident, $args:ty, $portable:ident, $avx512:ident, $avx2:ident, $neon:ident) => {
+        /// The portable build (library math).
+        ///
+        /// # Safety
+        /// None beyond the arguments' contract (`unsafe` to share the table's signature).
+        pub(crate) unsafe fn $portable<F: Real>(u: $args, ops: &CellOps) {
+            $impl::<F, LibMath>(u, ops)
+        }
+        /// The AVX-512 build.
+        ///
+        /// # Safety
+        /// The CPU must support [`KernelPath::Avx512`].
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
-        unsafe fn avx512<F: Real>(u: $args, ops: &CellOps) {
+        pub(crate) unsafe fn $avx512<F: Real>(u: $args, ops: &CellOps) {
             $impl::<F, PolyMath>(u, ops)
         }
+        /// The AVX2 build.
+        ///
+        /// # Safety
+        /// The CPU must support [`KernelPath::Avx2`].
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<F: Real>(u: $args, ops: &CellOps) {
+        pub(crate) unsafe fn $avx2<F: Real>(u: $args, ops: &CellOps) {
             $impl::<F, PolyMath>(u, ops)
         }
+        /// The NEON build.
+        ///
+        /// # Safety
+        /// The CPU must support [`KernelPath::Neon`].
         #[cfg(target_arch = "aarch64")]
         #[target_feature(enable = "neon")]
-        unsafe fn neon<F: Real>(u: $args, ops: &CellOps) {
+        pub(crate) unsafe fn $neon<F: Real>(u: $args, ops: &CellOps) {
             $impl::<F, PolyMath>(u, ops)
-        }
-        /// Runs the pass on `path` (which must be supported: see [`KernelPath::supported`]).
-        pub(crate) fn $fn_name<F: Real>(path: KernelPath, u: $args, ops: &CellOps) {
-            match path {
-                // SAFETY: `active_kernel` and `set_kernel` only yield supported paths.
-                #[cfg(target_arch = "x86_64")]
-                KernelPath::Avx512 => unsafe { avx512::<F>(u, ops) },
-                // SAFETY: as above.
-                #[cfg(target_arch = "x86_64")]
-                KernelPath::Avx2 => unsafe { avx2::<F>(u, ops) },
-                #[cfg(target_arch = "aarch64")]
-                KernelPath::Neon => unsafe { neon::<F>(u, ops) },
-                _ => $impl::<F, LibMath>(u, ops),
-            }
         }
     };
 }
 
-mod fwd {
-    use super::*;
-    dispatch!(forward_units_generic, forward_impl, FwdUnits<'_, F>);
+builds!(forward_impl, FwdUnits<'_, F>, forward_portable, forward_avx512, forward_avx2, forward_neon);
+builds!(backward_impl, BwdUnits<'_, F>, backward_portable, backward_avx512, backward_avx2, backward_neon);
+
+/// The generic forward pass on `path` (which must be supported: see [`KernelPath::supported`]).
+pub(crate) fn forward_units_generic<F: Real>(path: KernelPath, u: FwdUnits<'_, F>, ops: &CellOps) {
+    // SAFETY: `active_kernel` and `set_kernel` only yield supported paths.
+    unsafe { (F::kernels(path).forward_units)(u, ops) }
 }
-mod bwd {
-    use super::*;
-    dispatch!(backward_units, backward_impl, BwdUnits<'_, F>);
+
+/// The backward pass on `path` (which must be supported).
+pub(crate) fn backward_units<F: Real>(path: KernelPath, u: BwdUnits<'_, F>, ops: &CellOps) {
+    // SAFETY: as above.
+    unsafe { (F::kernels(path).backward_units)(u, ops) }
 }
-pub(crate) use bwd::backward_units;
-pub(crate) use fwd::forward_units_generic;
 
 /// The forward point-wise pass on `path`: the fused AVX-512 cell ([`crate::fused`]) where it
 /// applies, else the generic pass.

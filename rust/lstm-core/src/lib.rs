@@ -28,6 +28,7 @@ pub mod real;
 mod recurrent;
 pub mod schedule;
 mod scratch;
+mod simd;
 pub mod threads;
 
 pub use activation::Activation;

@@ -22,7 +22,7 @@ pub trait Real:
     + std::ops::MulAssign
     + std::ops::SubAssign
 {
-    /// Whether this is `f32` (else `f64`): lets SIMD kernels reinterpret slices of `Self`.
+    /// Whether this is `f32` (else `f64`): what the float32-only options check.
     const IS_F32: bool;
     /// Zero.
     const ZERO: Self;
@@ -89,7 +89,6 @@ pub trait Real:
 
 macro_rules! impl_real {
     ($t:ty, $exp:ident) => {
-        impl sealed::Sealed for $t {}
         impl Real for $t {
             const IS_F32: bool = std::mem::size_of::<$t>() == 4;
             const ZERO: Self = 0.0;
@@ -192,8 +191,51 @@ macro_rules! impl_real {
 }
 
 mod sealed {
-    /// Only f32 and f64 implement [`super::Real`]: SIMD kernels rely on it.
-    pub trait Sealed {}
+    use crate::kernel::KernelPath;
+    use crate::simd::Kernels;
+
+    /// Only f32 and f64 implement [`super::Real`]; each gives its own kernel table and the
+    /// typed views float32-only data (packed panels, bfloat16 and tile weights) needs.
+    pub trait Sealed: Sized + 'static {
+        /// This type's kernels on `path` (see [`crate::simd`]).
+        fn kernels(path: KernelPath) -> &'static Kernels<Self>;
+        /// `Some(p)` where `Self` is f32 (the same pointer, no reinterpretation), else `None`.
+        fn f32_ptr(p: *const Self) -> Option<*const f32>;
+        /// As [`Sealed::f32_ptr`], for writing.
+        fn f32_mut_ptr(p: *mut Self) -> Option<*mut f32>;
+        /// `Some(p)` where `Self` is f32, else `None`.
+        fn from_f32_ptr(p: *const f32) -> Option<*const Self>;
+    }
+
+    impl Sealed for f32 {
+        fn kernels(path: KernelPath) -> &'static Kernels<f32> {
+            crate::simd::f32_kernels(path)
+        }
+        fn f32_ptr(p: *const f32) -> Option<*const f32> {
+            Some(p)
+        }
+        fn f32_mut_ptr(p: *mut f32) -> Option<*mut f32> {
+            Some(p)
+        }
+        fn from_f32_ptr(p: *const f32) -> Option<*const f32> {
+            Some(p)
+        }
+    }
+
+    impl Sealed for f64 {
+        fn kernels(path: KernelPath) -> &'static Kernels<f64> {
+            crate::simd::f64_kernels(path)
+        }
+        fn f32_ptr(_: *const f64) -> Option<*const f32> {
+            None
+        }
+        fn f32_mut_ptr(_: *mut f64) -> Option<*mut f32> {
+            None
+        }
+        fn from_f32_ptr(_: *const f32) -> Option<*const f64> {
+            None
+        }
+    }
 }
 
 impl_real!(f32, exp_f32);

@@ -13,13 +13,12 @@
 
 use crate::kernel::KernelPath;
 use crate::real::Real;
+use crate::simd::ROW_BLOCK;
 
 /// Bytes per column tile of [`axpy_cols`] (two AVX-512 registers, four AVX2 registers).
 const TILE_BYTES: usize = 128;
 /// Cache line bytes: packed panels start on one.
 const LINE: usize = 64;
-/// Input rows handled together: each weight load is reused this many times.
-const ROW_BLOCK: usize = 8;
 
 pub(crate) fn tile_width<F>() -> usize {
     TILE_BYTES / std::mem::size_of::<F>()
@@ -123,42 +122,10 @@ unsafe fn dot_block<F: Real>(
 ) {
     // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let wide = match path {
-                KernelPath::Avx512 => Some(true),
-                KernelPath::Avx2 => Some(false),
-                _ => None,
-            };
-            if let Some(wide) = wide {
-                // SAFETY: `Real` is sealed to f32 and f64, so the casts reinterpret the same type.
-                if F::IS_F32 {
-                    let (l, wv, s) = (
-                        lhs.map(|p| p as *const f32),
-                        w.map(|p| p as *const f32),
-                        &mut *(sums as *mut _ as *mut [[f32; 16]; ROW_BLOCK]),
-                    );
-                    if wide {
-                        x86::dot_f32_avx512(nr, nj, depth, &l, &wv, s)
-                    } else {
-                        x86::dot_f32_avx2(nr, nj, depth, &l, &wv, s)
-                    }
-                } else {
-                    let (l, wv, s) = (
-                        lhs.map(|p| p as *const f64),
-                        w.map(|p| p as *const f64),
-                        &mut *(sums as *mut _ as *mut [[f64; 16]; ROW_BLOCK]),
-                    );
-                    if wide {
-                        x86::dot_f64_avx512(nr, nj, depth, &l, &wv, s)
-                    } else {
-                        x86::dot_f64_avx2(nr, nj, depth, &l, &wv, s)
-                    }
-                }
-                return;
-            }
+        if let Some(dot) = F::kernels(path).dot {
+            dot(nr, nj, depth, lhs, w, sums);
+            return;
         }
-        let _ = path;
         for r in 0..nr {
             for q in 0..nj {
                 let mut acc = F::ZERO;
@@ -262,8 +229,7 @@ unsafe fn transpose_tile<F: Real>(path: KernelPath, rows: &[*const F], depth: us
                 }
             }
         };
-        #[cfg(target_arch = "x86_64")]
-        if path == KernelPath::Avx512 && F::IS_F32 && tw.is_multiple_of(16) && depth >= 16 {
+        if let Some(transpose16) = F::kernels(path).transpose16.filter(|_| tw.is_multiple_of(16) && depth >= 16) {
             // The register blocks start where the rows reach a cache line (arrays from numpy are
             // often 16 bytes off one), so no load straddles two lines; the values before and after
             // are covered by one unaligned block at each end, overlapping the aligned ones (the
@@ -279,14 +245,13 @@ unsafe fn transpose_tile<F: Real>(path: KernelPath, rows: &[*const F], depth: us
             }
             for half in 0..tw / 16 {
                 for &kb in &starts {
-                    let src: [*const f32; 16] = std::array::from_fn(|j| rows[16 * half + j].add(kb) as *const f32);
-                    // SAFETY: `F` is f32 here (`Real` is sealed); kb + 16 <= depth.
-                    x86::transpose16(&src, (dst as *mut f32).add(kb * tw + 16 * half), tw);
+                    let src: [*const F; 16] = std::array::from_fn(|j| rows[16 * half + j].add(kb));
+                    // kb + 16 <= depth.
+                    transpose16(&src, dst.add(kb * tw + 16 * half), tw);
                 }
             }
             return;
         }
-        let _ = path;
         scalar(0, depth);
     }
 }
@@ -470,25 +435,22 @@ unsafe fn store_transposed<F: Real>(
     unsafe {
         let put = |d: *mut F, v: F| *d = if accumulate { *d + v } else { v };
         let mut r0 = 0;
-        #[cfg(target_arch = "x86_64")]
-        if path == KernelPath::Avx512 && F::IS_F32 {
-            let mut t = [0f32; 256];
+        if let Some(transpose16) = F::kernels(path).transpose16 {
+            let mut t = [F::ZERO; 256];
             while r0 < rows {
                 // Block rows past `cols` hold stale sums: they are transposed but never stored.
-                let src: [*const f32; 16] = std::array::from_fn(|j| block.as_ptr().add(j * stride + r0) as *const f32);
-                x86::transpose16(&src, t.as_mut_ptr(), 16);
+                let src: [*const F; 16] = std::array::from_fn(|j| block.as_ptr().add(j * stride + r0));
+                transpose16(&src, t.as_mut_ptr(), 16);
                 for r in 0..(rows - r0).min(16) {
                     let d = out.add((r0 + r) * out_rs);
                     for (j, &v) in t[r * 16..][..cols].iter().enumerate() {
-                        // SAFETY: `F` is f32 on this path (`Real` is sealed).
-                        put(d.add(j), *(&v as *const f32 as *const F));
+                        put(d.add(j), v);
                     }
                 }
                 r0 += 16;
             }
             return;
         }
-        let _ = path;
         for r in r0..rows {
             for j in 0..cols {
                 put(out.add(r * out_rs + j), block[j * stride + r]);
@@ -514,36 +476,11 @@ unsafe fn tile_product<F: Real>(
 ) {
     // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
     unsafe {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let simd = match path {
-                KernelPath::Avx512 => Some(true),
-                KernelPath::Avx2 => Some(false),
-                _ => None,
-            };
-            if let Some(wide) = simd {
-                // SAFETY: `Real` is sealed to f32 and f64, so the casts reinterpret the same type.
-                if F::IS_F32 {
-                    let (l, w, o) = (lhs.map(|p| p as *const f32), w as *const f32, out.map(|p| p as *mut f32));
-                    match (wide, half) {
-                        (true, false) => x86::f32_avx512(nr, k, &l, w, w_rs, &o, accumulate),
-                        (true, true) => x86::f32_avx512_half(nr, k, &l, w, w_rs, &o, accumulate),
-                        (false, false) => x86::f32_avx2(nr, k, &l, w, w_rs, &o, accumulate),
-                        (false, true) => x86::f32_avx2_half(nr, k, &l, w, w_rs, &o, accumulate),
-                    }
-                } else {
-                    let (l, w, o) = (lhs.map(|p| p as *const f64), w as *const f64, out.map(|p| p as *mut f64));
-                    match (wide, half) {
-                        (true, false) => x86::f64_avx512(nr, k, &l, w, w_rs, &o, accumulate),
-                        (true, true) => x86::f64_avx512_half(nr, k, &l, w, w_rs, &o, accumulate),
-                        (false, false) => x86::f64_avx2(nr, k, &l, w, w_rs, &o, accumulate),
-                        (false, true) => x86::f64_avx2_half(nr, k, &l, w, w_rs, &o, accumulate),
-                    }
-                }
-                return;
-            }
+        let table = F::kernels(path);
+        if let Some(kernel) = if half { table.tile_half } else { table.tile } {
+            kernel(nr, k, lhs, w, w_rs, out, accumulate);
+            return;
         }
-        let _ = path;
         let tw = if half { tile_width::<F>() / 2 } else { tile_width::<F>() };
         for (&l, &o) in lhs.iter().zip(out).take(nr) {
             let mut acc = [F::ZERO; 32];
@@ -562,7 +499,7 @@ unsafe fn tile_product<F: Real>(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 #[cfg(test)]
 mod tests;

@@ -245,8 +245,11 @@ fn packs_for_call<'py, F: Element + Real, P: pyo3::PyClass, T: Send>(
     if flag == Some(true) {
         let as_f32 = |a: &Option<PyReadonlyArrayDyn<'py, F>>| {
             let v = a.as_ref().map(data).unwrap_or(&[]);
-            // SAFETY: F is f32 (checked above), so the cast keeps the type.
-            unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) }
+            F::f32_ptr(v.as_ptr()).map_or(&[][..], |p| {
+                // SAFETY: the same pointer and length as `v`, of the same type (F is f32, checked
+                // above).
+                unsafe { std::slice::from_raw_parts(p, v.len()) }
+            })
         };
         let mut owned = Vec::new();
         for dirs in borrowed {

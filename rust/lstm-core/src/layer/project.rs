@@ -88,18 +88,17 @@ pub(super) unsafe fn project_rows<F: Real>(
     let out_ptr = Ptr::of(out);
     let simd = matches!(path, KernelPath::Avx512 | KernelPath::Avx2);
     let chunk = ((PROJECT_CHUNK_BYTES / (i.max(1) * std::mem::size_of::<F>())) / 8 * 8).max(8);
-    if let Some(pk) = packed.filter(|_| F::IS_F32 && rows > 0) {
+    // A float32 panel serves float32 calls (`from_f32_ptr` is `None` for f64).
+    if let Some(pk) = packed.filter(|pk| rows > 0 && F::from_f32_ptr(pk.as_ptr()).is_some()) {
         // W packed once: each member sweeps the rows over its hidden units' tiles in place.
         let h = g / 4;
         let parts = threads.min(h.div_ceil(PANEL_UNITS)).max(1);
         broadcast(parts, |m| {
             let (u0, u1) = split_range(h, parts, m, PANEL_UNITS);
-            if u1 > u0 {
+            if let Some(panel) = F::from_f32_ptr(pk.as_ptr()).filter(|_| u1 > u0) {
                 let segs = pk.segments(u0, u1);
-                // SAFETY: `F` is f32 here; each part writes its own units' columns.
-                unsafe {
-                    sweep_panel(path, rows, chunk, i, g, lhs, pk.as_ptr() as *const F, &segs, out_ptr, accumulate)
-                };
+                // SAFETY: each part writes its own units' columns.
+                unsafe { sweep_panel(path, rows, chunk, i, g, lhs, panel, &segs, out_ptr, accumulate) };
             }
         });
         return;

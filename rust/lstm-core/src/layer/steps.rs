@@ -233,7 +233,8 @@ pub(super) fn forward_steps<F: Real>(
     let g = 4 * h;
     let blocks = shape.order.blocks();
     // R packed once is read in place, each member from the tile its units start on.
-    let packed_r = dp.r_packed.filter(|_| F::IS_F32 && b <= PANEL_MAX_BATCH);
+    // Float32 panels serve float32 calls only (`from_f32_ptr` is `None` for f64).
+    let packed_r = dp.r_packed.filter(|pk| b <= PANEL_MAX_BATCH && F::from_f32_ptr(pk.as_ptr()).is_some());
     let (u0, u1) = split_range(h, k, m, if packed_r.is_some() { PANEL_UNITS } else { 16 });
     let (p0, p1) = split_range(p, k, m, 16);
     let w = u1 - u0;
@@ -270,8 +271,7 @@ pub(super) fn forward_steps<F: Real>(
                 .collect(),
         ),
     };
-    // SAFETY (of the cast): `packed_r` is only set for f32.
-    let panel_ptr: *const F = packed_r.map_or(panel.as_ptr(), |pk| pk.as_ptr() as *const F);
+    let panel_ptr: *const F = packed_r.and_then(|pk| F::from_f32_ptr(pk.as_ptr())).unwrap_or(panel.as_ptr());
     let bias = dp.bias.map(|bv| blocks.map(|blk| &bv[blk * h + u0..blk * h + u1]));
     let tw = tile_width::<F>();
     let segs_back = match strategy {
@@ -289,14 +289,16 @@ pub(super) fn forward_steps<F: Real>(
             let hprev = hprev as *const F;
             let (hout, ors) = bufs.h.at(s + 1);
             if w > 0 {
-                if let Some(packed) = half {
-                    // SAFETY: `half` is only set for float32, so the casts keep the type.
+                // `half` is only set for float32 calls, whose pointers these are.
+                if let Some((packed, h32, gates32)) =
+                    half.and_then(|pk| Some((pk, F::f32_ptr(hprev)?, F::f32_mut_ptr(gates_s)?)))
+                {
                     let pd = packed.padded_depth();
                     for row in 0..n {
-                        let src = std::slice::from_raw_parts(hprev.add(row * hrs) as *const f32, p);
+                        let src = std::slice::from_raw_parts(h32.add(row * hrs), p);
                         h_pad[row * pd..row * pd + p].copy_from_slice(src);
                     }
-                    packed.accumulate(path, (u0, u1), n, h_pad.as_ptr(), pd, gates_s as *mut f32, g, s % 2 == 1);
+                    packed.accumulate(path, (u0, u1), n, h_pad.as_ptr(), pd, gates32, g, s % 2 == 1);
                 } else if strategy == StepProduct::Dot {
                     dot_rows(path, n, p, hprev, hrs, dp.r.as_ptr(), p, segs, gates_s, g, true);
                 } else if strategy == StepProduct::Panel {

@@ -59,11 +59,20 @@ pub(super) fn check_tiles<F: Real>(shape: &LayerShape, dirs: &[DirParams<'_, F>]
     require_amx()
 }
 
-/// Views `v` (of `F`, which the caller has checked is f32) as f32.
+/// `v` (of `F`, which [`check_tiles`] has checked is f32) as f32.
 fn as_f32<F: Real>(v: &[F]) -> &[f32] {
-    assert!(F::IS_F32, "the tile path runs float32 only");
-    // SAFETY: F is f32 (asserted), so the cast keeps the element type and length.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()) }
+    // SAFETY: the same pointer and length, of the same type.
+    unsafe { std::slice::from_raw_parts(f32_ptr(v.as_ptr()), v.len()) }
+}
+
+/// `p` as a float32 pointer: the same pointer, `F` being f32 on this path ([`check_tiles`]).
+fn f32_ptr<F: Real>(p: *const F) -> *const f32 {
+    F::f32_ptr(p).expect("the tile path runs float32 only (check_tiles)")
+}
+
+/// [`f32_ptr`] for writing.
+fn f32_mut<F: Real>(p: *mut F) -> *mut f32 {
+    F::f32_mut_ptr(p).expect("the tile path runs float32 only (check_tiles)")
 }
 
 /// Rounds `rows` rows of `src` (`width` values, `src_rs` apart) into `dst` (rows `dst_rs`
@@ -182,7 +191,7 @@ fn project_tiles<F: Real>(threads: usize, xb: &[u16], ip: usize, rows: usize, tw
                 // xb holds `rows` rows of `ip` and gates `rows` rows of `gp` (f32, as F is
                 // f32); this part writes only its own column tiles.
                 unsafe {
-                    let c = out.at(rb * gp) as *mut f32;
+                    let c = f32_mut(out.at(rb * gp));
                     let op = Operand { a: xb.as_ptr().add(rb * ip), lda: ip, b: &tw.w };
                     tile_product(&[op], n, &[TileRun::in_place(first, end)], c, gp, false);
                 }
@@ -315,12 +324,12 @@ fn tile_steps<F: Real>(
                     let rec = Operand { a: hb_prev.add(rb * pp), lda: pp, b: &tw.r };
                     match bufs.sums {
                         Sums::Projected(g) => {
-                            let c = g.at((s * b + rb) * gp) as *mut f32;
+                            let c = f32_mut(g.at((s * b + rb) * gp));
                             tile_product(&[rec], rows, &runs, c, gp, true);
                         }
                         Sums::Fused(xb, ip) => {
                             let inp = Operand { a: xb.at((s * b + rb) * ip), lda: ip, b: &tw.w };
-                            tile_product(&[inp, rec], rows, &runs, own_ptr.at(rb * ldz) as *mut f32, ldz, false);
+                            tile_product(&[inp, rec], rows, &runs, f32_mut(own_ptr.at(rb * ldz)), ldz, false);
                         }
                     }
                 }
@@ -348,7 +357,7 @@ fn tile_steps<F: Real>(
                         &dp.ops,
                     );
                     if bufs.r.is_none() {
-                        let src = std::slice::from_raw_parts(h_out.add(row * ors + u0) as *const f32, w);
+                        let src = std::slice::from_raw_parts(f32_ptr(h_out.add(row * ors + u0)), w);
                         convert(path, src, std::slice::from_raw_parts_mut(hb_next.add(row * pp + u0), w));
                     }
                 }
@@ -358,7 +367,7 @@ fn tile_steps<F: Real>(
                 let r_s = r.at(s * b * h) as *const F;
                 gemm(n, p1 - p0, h, h_out.add(p0), ors, 1, false, r_s, h, 1, wp.as_ptr().add(p0 * h), 1, h, 1);
                 for row in 0..n {
-                    let src = std::slice::from_raw_parts(h_out.add(row * ors + p0) as *const f32, p1 - p0);
+                    let src = std::slice::from_raw_parts(f32_ptr(h_out.add(row * ors + p0)), p1 - p0);
                     convert(path, src, std::slice::from_raw_parts_mut(hb_next.add(row * pp + p0), p1 - p0));
                 }
             }

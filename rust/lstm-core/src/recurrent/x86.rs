@@ -79,7 +79,7 @@ macro_rules! tile_kernels {
         /// Dispatches on the row count: blocks of at most `$maxr` rows (what the register
         /// file holds), the k loop unrolled so eight to sixteen accumulators stay live.
         #[target_feature(enable = $feat)]
-        pub(in crate::recurrent) unsafe fn $entry(
+        pub(crate) unsafe fn $entry(
             nr: usize,
             k: usize,
             lhs: &[*const $t; 8],
@@ -290,7 +290,7 @@ macro_rules! dot_kernels {
         /// once as its accumulators allow (`R·J <= $acc`): many input rows per weight load
         /// keeps the weights' cache traffic low, many weight rows keep FMAs in flight.
         #[target_feature(enable = $feat)]
-        pub(in crate::recurrent) unsafe fn $entry(
+        pub(crate) unsafe fn $entry(
             nr: usize,
             nj: usize,
             k: usize,
@@ -417,10 +417,10 @@ mod dot_avx2_f64 {
     dot_kernels!(run, "avx2,fma", f64, __m256d, 4, 4, 8, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_fmadd_pd,
         hsum256_pd, 0, reduce_none, lane_none);
 }
-pub(super) use dot_avx2_f32::run as dot_f32_avx2;
-pub(super) use dot_avx2_f64::run as dot_f64_avx2;
-pub(super) use dot_avx512_f32::run as dot_f32_avx512;
-pub(super) use dot_avx512_f64::run as dot_f64_avx512;
+pub(crate) use dot_avx2_f32::run as dot_f32_avx2;
+pub(crate) use dot_avx2_f64::run as dot_f64_avx2;
+pub(crate) use dot_avx512_f32::run as dot_f32_avx512;
+pub(crate) use dot_avx512_f64::run as dot_f64_avx512;
 
 /// How far ahead (in f32 values) [`transpose16`] prefetches each source row.
 const PREFETCH_AHEAD: usize = 64;
@@ -428,7 +428,7 @@ const PREFETCH_AHEAD: usize = 64;
 /// `dst[k * dst_rs + j] = src[j][k]` for a 16 x 16 block: four rounds of shuffles
 /// (32-bit pairs, 64-bit pairs, then 128-bit lanes twice).
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn transpose16(src: &[*const f32; 16], dst: *mut f32, dst_rs: usize) {
+pub(crate) unsafe fn transpose16(src: &[*const f32; 16], dst: *mut f32, dst_rs: usize) {
     // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for, and every pointer is valid for the lengths it is given.
     unsafe {
         // Sixteen rows a page apart defeat the hardware prefetcher: fetch a few lines ahead.
@@ -466,11 +466,11 @@ pub(super) unsafe fn transpose16(src: &[*const f32; 16], dst: *mut f32, dst_rs: 
     }
 }
 
-pub(super) use avx2_f32::run as f32_avx2;
-pub(super) use avx2_f32_half::run as f32_avx2_half;
-pub(super) use avx2_f64::run as f64_avx2;
-pub(super) use avx2_f64_half::run as f64_avx2_half;
-pub(super) use avx512_f32::run as f32_avx512;
-pub(super) use avx512_f32_half::run as f32_avx512_half;
-pub(super) use avx512_f64::run as f64_avx512;
-pub(super) use avx512_f64_half::run as f64_avx512_half;
+pub(crate) use avx2_f32::run as f32_avx2;
+pub(crate) use avx2_f32_half::run as f32_avx2_half;
+pub(crate) use avx2_f64::run as f64_avx2;
+pub(crate) use avx2_f64_half::run as f64_avx2_half;
+pub(crate) use avx512_f32::run as f32_avx512;
+pub(crate) use avx512_f32_half::run as f32_avx512_half;
+pub(crate) use avx512_f64::run as f64_avx512;
+pub(crate) use avx512_f64_half::run as f64_avx512_half;
