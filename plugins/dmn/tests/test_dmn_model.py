@@ -175,3 +175,24 @@ def test_fit_decays_the_learning_rate_on_a_validation_plateau_only_when_asked(
         assert (scheduler.mode, scheduler.factor, scheduler.patience) == ("max", 0.5, 3)
     else:
         assert scheduler is None
+
+
+def test_restarts_keep_the_best_seed_on_validation_and_stop_at_a_perfect_score() -> None:
+    from pylstm_dmn.task import _train_dmn
+
+    train = generate(1, 60, "train", seed=2)
+    vocab = Vocab.build(train)
+    enc = encode(train, vocab, 1, 20)
+    cfg = DMNConfig(len(vocab), 1, dim=8, passes=1, dropout=0.0)
+    opts = FitOptions(epochs=1, batch_size=16, patience=None, lr_patience=0)
+    net, summary = _train_dmn(cfg, enc[20:], enc[:20], opts, restarts=3, seed=5,
+                              progress=None)
+    assert len(summary["attempts"]) == 3  # one epoch of this tiny model is far from perfect
+    assert summary["best"] == max(summary["attempts"])
+    assert summary["seed"] == 5 + summary["attempts"].index(summary["best"])
+    assert accuracy(net, enc[:20]) == pytest.approx(summary["best"])
+    # a validation split the model gets right at once ends the search after one attempt
+    easy = [e for e in enc[:20] if e.answer == enc[0].answer][:1]
+    tiny = FitOptions(epochs=30, batch_size=16, patience=None, lr_patience=0, lr=3e-2)
+    _, summary = _train_dmn(cfg, easy * 8, easy, tiny, restarts=3, seed=0, progress=None)
+    assert summary["attempts"] == [1.0]

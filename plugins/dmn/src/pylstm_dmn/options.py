@@ -93,6 +93,10 @@ class DMNOptions:
         "(0: never)", "training"))
     time_budget: float = field(default=300.0, metadata=_help(
         "seconds of training per model (0: no limit)", "training"))
+    restarts: int = field(default=1, metadata=_help(
+        "DMN+ trainings per model at most, from successive seeds inside the one time budget "
+        "(each gets what the earlier ones left), the best on validation kept; stops at a "
+        "perfect validation score", "training"))
     # evaluation
     samples: int = field(default=4, metadata=_help(
         "sample stories in attention.png", "evaluation"))
@@ -104,7 +108,8 @@ class DMNOptions:
 
         self.task_list  # noqa: B018 (validates --tasks)
         need(self.size in ("1k", "10k"), "size", "1k or 10k", repr(self.size))
-        for name in ("max_facts", "dim", "passes", "baseline_hidden", "epochs", "batch_size"):
+        for name in ("max_facts", "dim", "passes", "baseline_hidden", "epochs", "batch_size",
+                     "restarts"):
             need(getattr(self, name) >= 1, name, "an integer >= 1", getattr(self, name))
         for name in ("patience", "lr_patience", "samples"):
             need(getattr(self, name) >= 0, name, "an integer >= 0", getattr(self, name))

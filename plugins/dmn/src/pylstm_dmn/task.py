@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from .model import BaselineConfig, DMNConfig, DMNPlus, LSTMBaseline
 from .options import AnswerRequest, DMNOptions
 from .predictor import DMNPredictor, TrainedModel
 from .training import FitOptions, fit
-from .vocab import Vocab, encode
+from .vocab import Encoded, Vocab, encode
 
 __all__ = ["DMNTask", "default_cache_dir", "load_data", "split_validation"]
 
@@ -59,6 +60,33 @@ def _fit_options(options: DMNOptions, threads: int | None) -> FitOptions:
                       engine_threads=threads or 1)
 
 
+def _train_dmn(cfg: DMNConfig, train: list[Encoded], valid: list[Encoded], fit_opts: FitOptions,
+               restarts: int, seed: int, progress: Any) -> tuple[DMNPlus, dict[str, Any]]:
+    """DMN+ trained from seeds ``seed, seed + 1, ...`` while restarts and time remain (each
+    attempt gets the budget the earlier ones left): the one best on validation, the way bAbI
+    results pick among initialisations, with its summary, its seed and every attempt's best
+    validation score. A perfect validation score (or no validation split) ends the search."""
+    budget = fit_opts.time_budget
+    start = time.perf_counter()
+    best: tuple[DMNPlus, dict[str, Any]] | None = None
+    scores: list[float | None] = []
+    for attempt in range(restarts):
+        left = None if budget is None else budget - (time.perf_counter() - start)
+        if best is not None and left is not None and left <= 0:
+            break
+        net = DMNPlus(cfg, seed=seed + attempt)
+        summary = fit(net, train, valid, replace(fit_opts, time_budget=left),
+                      seed=seed + attempt, progress=progress)
+        summary["seed"] = seed + attempt
+        scores.append(summary["best"])
+        if best is None or (summary["best"] or 0) > (best[1]["best"] or 0):
+            best = (net, summary)
+        if not valid or (summary["best"] or 0) >= 1.0:
+            break
+    assert best is not None  # restarts >= 1: the first attempt always runs
+    return best[0], {**best[1], "attempts": scores}
+
+
 def train_model(key: str, tasks: tuple[int, ...], samples: list[Story], options: DMNOptions,
                 seed: int, ctx: RunContext) -> tuple[TrainedModel, dict[str, Any]]:
     """DMN+ (and the baseline) trained on ``samples``; the summary with times."""
@@ -69,11 +97,11 @@ def train_model(key: str, tasks: tuple[int, ...], samples: list[Story], options:
     enc_valid = encode(valid, vocab, answer_len, options.max_facts, f"{key} training data")
     fit_opts = _fit_options(options, ctx.threads)
     cfg = DMNConfig(len(vocab), answer_len, options.dim, options.passes, options.dropout)
-    net = DMNPlus(cfg, seed=seed)
     start = time.perf_counter()
     with ctx.progress(options.epochs, f"{key} DMN+") as progress:
-        summary: dict[str, Any] = {"dmn": fit(net, enc_train, enc_valid, fit_opts, seed=seed,
-                              progress=progress)}
+        net, dmn_summary = _train_dmn(cfg, enc_train, enc_valid, fit_opts, options.restarts,
+                                      seed, progress)
+    summary: dict[str, Any] = {"dmn": dmn_summary}
     summary["dmn_seconds"] = round(time.perf_counter() - start, 1)
     baseline = None
     if options.baseline:
