@@ -9,6 +9,7 @@
 
 use crate::error::{check_len, Result};
 use crate::kernel::KernelPath;
+
 use crate::threads::{broadcast, split_range, with_pool};
 
 /// Rounds one float32 to bfloat16, to nearest with ties to even; NaN stays NaN. Branch-free,
@@ -35,28 +36,32 @@ fn convert_impl(src: &[f32], dst: &mut [u16]) {
     }
 }
 
+/// The AVX-512 build of the rounding (for the kernel table).
+///
+/// # Safety
+/// The CPU must support [`KernelPath::Avx512`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx2")]
-unsafe fn convert_avx512(src: &[f32], dst: &mut [u16]) {
+pub(crate) unsafe fn convert_avx512(src: &[f32], dst: &mut [u16]) {
     convert_impl(src, dst)
 }
 
+/// The AVX2 build of the rounding (for the kernel table).
+///
+/// # Safety
+/// The CPU must support [`KernelPath::Avx2`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn convert_avx2(src: &[f32], dst: &mut [u16]) {
+pub(crate) unsafe fn convert_avx2(src: &[f32], dst: &mut [u16]) {
     convert_impl(src, dst)
 }
 
 /// Rounds `src` into `dst` (see [`f32_to_bf16`]), vectorised for `path`.
 pub(crate) fn convert(path: KernelPath, src: &[f32], dst: &mut [u16]) {
-    match path {
-        // SAFETY: `path` is only ever a path this CPU supports.
-        #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx512 => unsafe { convert_avx512(src, dst) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2 => unsafe { convert_avx2(src, dst) },
-        _ => convert_impl(src, dst),
+    match crate::simd::f32_kernels(path).bf16_round {
+        // SAFETY: `path` is only ever a path this CPU supports, and the table is its own.
+        Some(round) => unsafe { round(src, dst) },
+        None => convert_impl(src, dst),
     }
 }
 
@@ -164,19 +169,20 @@ impl PackedBf16 {
         // SAFETY: the caller upholds this function's contract: every pointer is valid for the rows and lengths it is given, and written ranges are not shared.
         unsafe {
             let args = (units, rows, lhs, lhs_rs, out, out_rs, backwards);
-            match path {
-                #[cfg(target_arch = "x86_64")]
-                KernelPath::Avx512 => self.run_avx512(args),
-                #[cfg(target_arch = "x86_64")]
-                KernelPath::Avx2 => self.run_avx2(args),
-                _ => self.run(args),
+            match crate::simd::f32_kernels(path).bf16_product {
+                Some(product) => product(self, args),
+                None => self.run(args),
             }
         }
     }
 
+    /// The AVX-512 build of the product (for the kernel table).
+    ///
+    /// # Safety
+    /// As for [`Self::accumulate`], on a CPU that supports [`KernelPath::Avx512`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx2,fma")]
-    unsafe fn run_avx512(&self, args: WalkArgs) {
+    pub(crate) unsafe fn run_avx512(&self, args: WalkArgs) {
         // SAFETY: the caller upholds this function's contract: the CPU has the target features it is compiled for (the intrinsics have no other precondition).
         unsafe {
             self.walk(args, |nr, chunks, l, wb| match nr {
@@ -188,9 +194,13 @@ impl PackedBf16 {
         }
     }
 
+    /// The AVX2 build of the product (for the kernel table).
+    ///
+    /// # Safety
+    /// As for [`Self::accumulate`], on a CPU that supports [`KernelPath::Avx2`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_avx2(&self, args: WalkArgs) {
+    pub(crate) unsafe fn run_avx2(&self, args: WalkArgs) {
         // SAFETY: the caller checked the CPU has AVX2 and FMA and passes valid pointers.
         unsafe { self.run(args) }
     }
@@ -247,7 +257,8 @@ impl PackedBf16 {
 }
 
 /// Units, input rows, `lhs` and its row stride, `out` and its row stride, direction.
-type WalkArgs = ((usize, usize), usize, *const f32, usize, *mut f32, usize, bool);
+/// `(units, rows, lhs, lhs_rs, out, out_rs, backwards)` of [`PackedBf16::accumulate`].
+pub(crate) type WalkArgs = ((usize, usize), usize, *const f32, usize, *mut f32, usize, bool);
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut u16);

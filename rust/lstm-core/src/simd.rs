@@ -4,7 +4,13 @@
 //! calls the slot it needs, or its portable loop where the slot is empty. Generic code never
 //! reinterprets one float type as another: a kernel only exists in the table of its own type.
 //! A new CPU's kernels are one more table here (and a [`KernelPath`] that detects it).
+//!
+//! Outside the table on purpose: the AMX tile products ([`crate::amx`]), which are not a path
+//! but an opt-in compute dtype (a call carries packed tile weights, checked against the CPU and
+//! the kernel's permission when packed), and the FMA-peak probe ([`crate::peak`]), which
+//! measures each path rather than computing with one.
 
+use crate::bf16::{PackedBf16, WalkArgs};
 use crate::kernel::{BwdUnits, CellOps, FwdUnits, KernelPath};
 
 /// Input rows a tile or dot kernel takes at once: each weight load is reused this many times.
@@ -25,6 +31,10 @@ pub(crate) type TransposeFn<F> = unsafe fn(&[*const F; 16], *mut F, usize);
 /// `(w, z [i, o, f, c], bias, c_prev, c, tanh(c) or None, h)`.
 pub(crate) type CellFn<F> =
     unsafe fn(usize, [*mut F; 4], Option<[*const F; 4]>, *const F, *mut F, Option<*mut F>, *mut F);
+/// Rounds float32 values to bfloat16 bits.
+pub(crate) type Bf16RoundFn = unsafe fn(&[f32], &mut [u16]);
+/// The bfloat16-weights product of one step ([`PackedBf16::accumulate`]'s walk).
+pub(crate) type Bf16ProductFn = unsafe fn(&PackedBf16, WalkArgs);
 /// The generic point-wise forward pass of one step.
 pub(crate) type ForwardFn<F> = for<'a, 'b> unsafe fn(FwdUnits<'a, F>, &'b CellOps);
 /// Its derivative.
@@ -47,6 +57,11 @@ pub struct Kernels<F: 'static> {
     pub(crate) dot: Option<DotFn<F>>,
     /// The 16 x 16 register transpose.
     pub(crate) transpose16: Option<TransposeFn<F>>,
+    /// Float32 to bfloat16 rounding (float32 tables only: the bfloat16 weights option is
+    /// float32's).
+    pub(crate) bf16_round: Option<Bf16RoundFn>,
+    /// The product with bfloat16 weights (float32 tables only).
+    pub(crate) bf16_product: Option<Bf16ProductFn>,
 }
 
 macro_rules! portable {
@@ -59,6 +74,8 @@ macro_rules! portable {
             tile_half: None,
             dot: None,
             transpose16: None,
+            bf16_round: None,
+            bf16_product: None,
         }
     };
 }
@@ -80,6 +97,8 @@ mod x86_tables {
         tile_half: Some(k::f32_avx512_half),
         dot: Some(k::dot_f32_avx512),
         transpose16: Some(k::transpose16),
+        bf16_round: Some(crate::bf16::convert_avx512),
+        bf16_product: Some(PackedBf16::run_avx512),
     };
     pub(super) static F64_AVX512: Kernels<f64> = Kernels {
         forward_units: forward_avx512::<f64>,
@@ -89,6 +108,8 @@ mod x86_tables {
         tile_half: Some(k::f64_avx512_half),
         dot: Some(k::dot_f64_avx512),
         transpose16: None,
+        bf16_round: None,
+        bf16_product: None,
     };
     pub(super) static F32_AVX2: Kernels<f32> = Kernels {
         forward_units: forward_avx2::<f32>,
@@ -98,6 +119,8 @@ mod x86_tables {
         tile_half: Some(k::f32_avx2_half),
         dot: Some(k::dot_f32_avx2),
         transpose16: None,
+        bf16_round: Some(crate::bf16::convert_avx2),
+        bf16_product: Some(PackedBf16::run_avx2),
     };
     pub(super) static F64_AVX2: Kernels<f64> = Kernels {
         forward_units: forward_avx2::<f64>,
@@ -107,6 +130,8 @@ mod x86_tables {
         tile_half: Some(k::f64_avx2_half),
         dot: Some(k::dot_f64_avx2),
         transpose16: None,
+        bf16_round: None,
+        bf16_product: None,
     };
 }
 
